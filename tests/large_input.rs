@@ -1,0 +1,104 @@
+//! A large attachment is sealed and opened as a stream: peak memory stays far
+//! below the attachment's size.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+const ATTACHMENT_MIB: u64 = 256;
+const RSS_LIMIT_KIB: u64 = 100 * 1024;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// Runs the binary under `/usr/bin/time -f %M` and returns its peak RSS in KiB.
+fn run_measured(args: &[&str]) -> u64 {
+    let time = Path::new("/usr/bin/time");
+    assert!(
+        time.exists(),
+        "/usr/bin/time is needed to measure peak memory (apt-get install time)"
+    );
+    let out = Command::new(time)
+        .arg("-f")
+        .arg("peak-rss-kib=%M")
+        .arg(env!("CARGO_BIN_EXE_sxf"))
+        .args(args)
+        .output()
+        .expect("run sxf under /usr/bin/time");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sxf {args:?} failed: {stderr}");
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"))
+}
+
+fn sha256_file(path: &Path) -> [u8; 32] {
+    let mut f = File::open(path).unwrap();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    h.finalize().into()
+}
+
+#[test]
+fn large_attachment_is_streamed_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    {
+        // Non-repeating content, written without holding it in memory.
+        let mut f = std::io::BufWriter::new(File::create(&big).unwrap());
+        let mut block = [0u8; 1 << 16];
+        for i in 0..(ATTACHMENT_MIB * 16) {
+            let seed = Sha256::digest(i.to_le_bytes());
+            for (j, b) in block.iter_mut().enumerate() {
+                *b = seed[j % 32] ^ (j as u8);
+            }
+            f.write_all(&block).unwrap();
+        }
+        f.flush().unwrap();
+    }
+    let archive = dir.path().join("big.sxf");
+    let out = dir.path().join("opened");
+    let (alice_key, alice_pub) = (repo("keys/alice.key"), repo("keys/alice.pub"));
+    let (bob_key, bob_pub) = (repo("keys/bob.key"), repo("keys/bob.pub"));
+
+    let seal_rss = run_measured(&[
+        "seal",
+        "--to",
+        bob_pub.to_str().unwrap(),
+        "--sign",
+        alice_key.to_str().unwrap(),
+        "-m",
+        "the big one",
+        "--attach",
+        big.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    let open_rss = run_measured(&[
+        "open",
+        archive.to_str().unwrap(),
+        "--key",
+        bob_key.to_str().unwrap(),
+        "--from",
+        alice_pub.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(sha256_file(&out.join("big.bin")), sha256_file(&big));
+    eprintln!("peak RSS for {ATTACHMENT_MIB} MiB: seal {seal_rss} KiB, open {open_rss} KiB");
+    assert!(seal_rss < RSS_LIMIT_KIB, "seal peak RSS {seal_rss} KiB");
+    assert!(open_rss < RSS_LIMIT_KIB, "open peak RSS {open_rss} KiB");
+}
