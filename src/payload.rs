@@ -241,7 +241,8 @@ pub fn read_payload(mut input: impl Read, sink: &mut dyn PayloadSink) -> Result<
         }
     }
 
-    let mut message = Vec::with_capacity(index.message_length as usize);
+    // Grow with the data actually present, not with the declared length.
+    let mut message = Vec::new();
     (&mut input)
         .take(index.message_length)
         .read_to_end(&mut message)?;

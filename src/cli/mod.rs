@@ -201,9 +201,34 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
-/// One sentence: the contexts and the cause, joined.
+/// One sentence: the contexts and the cause, joined. Control characters (which
+/// could come from a hostile archive) are escaped so they never reach a terminal.
 pub fn describe(err: &anyhow::Error) -> String {
     format!("{err:#}")
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Makes a decrypted message safe to print on a terminal: control characters other
+/// than newline and tab are shown as U+FFFD, so a sender cannot drive the
+/// recipient's terminal with escape sequences. The file on disk is unchanged.
+fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn load_public(path: &Path) -> Result<PublicKeyInfo> {
@@ -394,7 +419,11 @@ fn open(a: OpenArgs) -> Result<()> {
     let mut names = vec![sxf::open::MESSAGE_FILE.to_owned()];
     names.extend(opened.files.iter().map(|f| f.saved_as.clone()));
     eprintln!("wrote {} into {}", names.join(", "), opened.out_dir.display());
-    print!("{}", opened.message);
+    if std::io::stdout().is_terminal() {
+        print!("{}", terminal_safe(&opened.message));
+    } else {
+        print!("{}", opened.message);
+    }
     if !opened.message.is_empty() && !opened.message.ends_with('\n') {
         println!();
     }
@@ -458,7 +487,8 @@ fn inspect(a: InspectArgs) -> Result<()> {
 
 fn fingerprint(a: FingerprintArgs) -> Result<()> {
     let source = a.passphrase.source();
-    let fp = keys::fingerprint_file(&a.keyfile, || source.for_key(&a.keyfile))?;
+    let fp = keys::fingerprint_file(&a.keyfile, || source.for_key(&a.keyfile))
+        .map_err(passphrase::explain)?;
     println!("{fp}");
     Ok(())
 }

@@ -10,6 +10,18 @@ use zeroize::Zeroizing;
 
 pub const ENV_VAR: &str = "SXF_PASSPHRASE";
 
+/// Turns "no passphrase given" into advice on how to give one.
+pub fn explain(e: KeyError) -> anyhow::Error {
+    match e {
+        KeyError::NeedPassphrase { path } => anyhow::anyhow!(
+            "{} is passphrase-protected: give --passphrase-file PATH, set {ENV_VAR}, \
+             or run sxf in a terminal to be asked",
+            path.display()
+        ),
+        other => other.into(),
+    }
+}
+
 pub struct PassphraseSource {
     file: Option<PathBuf>,
 }
@@ -62,14 +74,7 @@ impl PassphraseSource {
 
     /// Loads a private key, asking for its passphrase only if it is encrypted.
     pub fn load_private_key(&self, path: &Path) -> Result<PrivateKeyInfo> {
-        keys::load_private_key(path, || self.for_key(path)).map_err(|e| match e {
-            KeyError::NeedPassphrase { path } => anyhow::anyhow!(
-                "{} is passphrase-protected: give --passphrase-file PATH, set {ENV_VAR}, \
-                 or run sxf in a terminal to be asked",
-                path.display()
-            ),
-            other => other.into(),
-        })
+        keys::load_private_key(path, || self.for_key(path)).map_err(explain)
     }
 
     /// A new passphrase for `keygen`: given, or typed twice at a prompt.
