@@ -351,7 +351,7 @@ impl<R: Read> DecryptReader<R> {
         if at_end {
             self.finished = true;
             let len = self.pending.len();
-            if len == 0 || len % BLOCK_LEN != 0 {
+            if len == 0 || !len.is_multiple_of(BLOCK_LEN) {
                 return Err(Self::failure());
             }
             let cipher = self.cipher.take().expect("cipher initialised");

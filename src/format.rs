@@ -281,7 +281,7 @@ impl Manifest {
             ));
         }
         let p = &manifest.payload;
-        if p.length < 32 || p.length % 16 != 0 {
+        if p.length < 32 || !p.length.is_multiple_of(16) {
             return Err(malformed(
                 "payload.length must be a multiple of 16 and at least 32",
             ));
