@@ -256,7 +256,10 @@ pub fn check_stream(
         let (mac_tx, mac_thread) = match mac_state {
             Some(m) => {
                 let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
-                (Some(tx), Some(spawn_consumer(scope, rx, m, |m, b| m.update(b))))
+                (
+                    Some(tx),
+                    Some(spawn_consumer(scope, rx, m, |m, b| m.update(b))),
+                )
             }
             None => (None, None),
         };
@@ -285,9 +288,7 @@ pub fn check_stream(
             return Err(StreamCheckError::Digest);
         }
         if let (Some(state), Some((_, _, tag))) = (mac_state, mac) {
-            state
-                .verify_slice(tag)
-                .map_err(|_| StreamCheckError::Mac)?;
+            state.verify_slice(tag).map_err(|_| StreamCheckError::Mac)?;
         }
         Ok(())
     })
@@ -390,6 +391,43 @@ impl<R: Read> Read for DecryptReader<R> {
     }
 }
 
+impl<R> DecryptReader<R> {
+    /// The underlying reader, once decryption is done.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+/// A reader that computes the payload MAC over exactly the bytes it passes on.
+/// `open` decrypts through it and checks the MAC again at the end, so what was
+/// decrypted is what was authenticated even if the file changed after the first
+/// check.
+pub struct MacReader<R> {
+    inner: R,
+    mac: HmacSha256,
+}
+
+impl<R: Read> MacReader<R> {
+    pub fn new(inner: R, key: &ContentKey, mac_header: &[u8]) -> Self {
+        let mut mac = key.new_mac();
+        mac.update(mac_header);
+        MacReader { inner, mac }
+    }
+
+    /// Checks, in constant time, the MAC of everything read against `tag`.
+    pub fn verify(self, tag: &[u8; TAG_LEN]) -> Result<(), DecryptFailure> {
+        self.mac.verify_slice(tag).map_err(|_| DecryptFailure)
+    }
+}
+
+impl<R: Read> Read for MacReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.mac.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// The error carried inside `io::Error` when decryption fails.
 #[derive(Debug)]
 pub struct DecryptFailureError;
@@ -454,7 +492,10 @@ mod tests {
             let (sealed, digests) = seal(&plain);
             assert_eq!(sealed.len() as u64, sealed_len(len as u64), "len {len}");
             assert_eq!(digests.len, sealed.len() as u64);
-            assert_eq!(digests.sha256.as_slice(), Sha256::digest(&sealed).as_slice());
+            assert_eq!(
+                digests.sha256.as_slice(),
+                Sha256::digest(&sealed).as_slice()
+            );
             check_stream(
                 &sealed[..],
                 &digests.sha256,
@@ -473,7 +514,12 @@ mod tests {
     #[test]
     fn mac_covers_header_and_every_byte() {
         let (sealed, d) = seal(b"attack at dawn, bring photos");
-        let wrong_header = check_stream(&sealed[..], &d.sha256, Some((&key(), b"hdR", &d.mac)), &mut |_| {});
+        let wrong_header = check_stream(
+            &sealed[..],
+            &d.sha256,
+            Some((&key(), b"hdR", &d.mac)),
+            &mut |_| {},
+        );
         assert!(matches!(wrong_header, Err(StreamCheckError::Mac)));
         for i in 0..sealed.len() {
             let mut t = sealed.clone();

@@ -26,7 +26,9 @@ pub enum Error {
     #[error("not authentic: {0}")]
     NotAuthentic(String),
     /// The archive is authentic but was sealed by someone else.
-    #[error("not authentic: sealed by {found}, not by the expected sender {expected}")]
+    #[error(
+        "not authentic: the signature is not by the expected sender {expected} (the manifest claims {found})"
+    )]
     WrongSender {
         expected: Fingerprint,
         found: Fingerprint,
@@ -82,8 +84,9 @@ impl From<FormatError> for Error {
             FormatError::Malformed(m) => Error::Malformed(m),
             FormatError::Unsupported(m) => Error::Unsupported(m),
             // A read error inside the container (CRC mismatch, truncated data).
-            FormatError::Io(e) if e.kind() == io::ErrorKind::InvalidData
-                || e.kind() == io::ErrorKind::UnexpectedEof =>
+            FormatError::Io(e)
+                if e.kind() == io::ErrorKind::InvalidData
+                    || e.kind() == io::ErrorKind::UnexpectedEof =>
             {
                 Error::Malformed(e.to_string())
             }
@@ -95,7 +98,9 @@ impl From<FormatError> for Error {
 impl From<PayloadError> for Error {
     fn from(e: PayloadError) -> Self {
         match e {
-            PayloadError::Malformed(m) => Error::Malformed(format!("the decrypted payload is malformed: {m}")),
+            PayloadError::Malformed(m) => {
+                Error::Malformed(format!("the decrypted payload is malformed: {m}"))
+            }
             PayloadError::Io(e) => Error::io("writing the opened files", e),
         }
     }

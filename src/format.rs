@@ -182,8 +182,11 @@ fn parse_hex32(field: &str, text: &str) -> Result<[u8; 32], FormatError> {
 }
 
 fn parse_fingerprint(field: &str, text: &str) -> Result<Fingerprint, FormatError> {
-    Fingerprint::parse(text)
-        .ok_or_else(|| malformed(format!("manifest field {field} is not a sha256: fingerprint")))
+    Fingerprint::parse(text).ok_or_else(|| {
+        malformed(format!(
+            "manifest field {field} is not a sha256: fingerprint"
+        ))
+    })
 }
 
 /// Formats a time as RFC 3339 UTC with whole seconds.
@@ -220,8 +223,13 @@ impl Manifest {
             }
             _ => return Err(malformed("manifest has no format version")),
         }
-        let manifest: Manifest = toml::from_str(text)
-            .map_err(|e| malformed(format!("manifest: {}", e.message())))?;
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| malformed(format!("manifest: {}", e.message())))?;
+        // One manifest, one encoding: what a line-oriented reader (like the spec's
+        // openssl recipe) sees is what this parser sees.
+        if manifest.to_toml() != bytes {
+            return Err(malformed("manifest is not in canonical form"));
+        }
         let algs = &manifest.algorithms;
         for (name, got, want) in [
             ("key_wrap", &algs.key_wrap, ALG_KEY_WRAP),
@@ -410,27 +418,118 @@ fn read_directory_end(file: &mut File, file_len: u64) -> Result<(u64, u64, u64),
         return Err(malformed("ZIP archive comments are not allowed"));
     }
     let eocd_start = file_len - EOCD_LEN;
-    let (cd_size, cd_offset) = (le32(&eocd[12..]), le32(&eocd[16..]));
-    if cd_offset != 0xFFFF_FFFF && cd_size != 0xFFFF_FFFF {
-        return Ok((cd_offset, cd_size, eocd_start));
+    // ZIP64 is recognised by its locator just before the end record, never by
+    // 0xFFFFFFFF placeholders alone.
+    let has_locator = eocd_start >= ZIP64_LOCATOR_LEN + ZIP64_EOCD_LEN && {
+        let mut sig = [0u8; 4];
+        file.seek(SeekFrom::Start(eocd_start - ZIP64_LOCATOR_LEN))?;
+        file.read_exact(&mut sig)?;
+        sig == *b"PK\x06\x07"
+    };
+    if !has_locator {
+        return Ok((le32(&eocd[16..]), le32(&eocd[12..]), eocd_start));
     }
-    // ZIP64: the locator sits just before the end record and points at the
-    // ZIP64 end record, which must sit just before the locator.
-    let zip64_start = eocd_start
-        .checked_sub(ZIP64_LOCATOR_LEN + ZIP64_EOCD_LEN)
-        .ok_or_else(|| malformed("truncated ZIP64 end records"))?;
+    // The locator points at the ZIP64 end record, which must sit just before it.
+    let zip64_start = eocd_start - ZIP64_LOCATOR_LEN - ZIP64_EOCD_LEN;
     let mut tail = [0u8; (ZIP64_EOCD_LEN + ZIP64_LOCATOR_LEN) as usize];
     file.seek(SeekFrom::Start(zip64_start))?;
     file.read_exact(&mut tail)?;
     let (rec, loc) = tail.split_at(ZIP64_EOCD_LEN as usize);
     if rec[..4] != *b"PK\x06\x06"
-        || loc[..4] != *b"PK\x06\x07"
         || le64(&loc[8..]) != zip64_start
         || le64(&rec[4..]) != ZIP64_EOCD_LEN - 12
     {
         return Err(malformed("bad ZIP64 end records"));
     }
     Ok((le64(&rec[48..]), le64(&rec[40..]), zip64_start))
+}
+
+/// The largest central directory four entries can need (names, ZIP64 extras).
+const MAX_CENTRAL_DIRECTORY_LEN: u64 = 1024;
+const LOCAL_HEADER_LEN: usize = 30;
+const CENTRAL_HEADER_LEN: usize = 46;
+
+/// An extra field is allowed only on payload.bin, and only a single ZIP64 field.
+fn extra_allowed(index: usize, extra: &[u8]) -> bool {
+    extra.is_empty()
+        || (index == 1
+            && extra.len() >= 4
+            && le16(&extra[0..]) == 0x0001
+            && le16(&extra[2..]) as usize == extra.len() - 4)
+}
+
+/// Byte-level rules the ZIP library does not enforce: general-purpose flags are
+/// zero (no data descriptors, no encryption), no entry comments, no extra fields
+/// other than ZIP64 on payload.bin, and the four central headers fill the central
+/// directory exactly, so nothing can hide in or between the headers.
+fn check_raw_headers(
+    file: &mut File,
+    header_starts: &[u64; 4],
+    cd_offset: u64,
+    cd_size: u64,
+) -> Result<(), FormatError> {
+    if cd_size > MAX_CENTRAL_DIRECTORY_LEN {
+        return Err(malformed(
+            "the central directory is too large for four entries",
+        ));
+    }
+    for (i, &start) in header_starts.iter().enumerate() {
+        let mut h = [0u8; LOCAL_HEADER_LEN];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut h)?;
+        let (name_len, extra_len) = (le16(&h[26..]) as usize, le16(&h[28..]) as usize);
+        let mut rest = vec![0u8; name_len + extra_len];
+        file.read_exact(&mut rest)?;
+        if h[..4] != *b"PK\x03\x04" || le16(&h[6..]) != 0 || le16(&h[8..]) != 0 {
+            return Err(malformed(format!(
+                "local header of {} must have no flags and no compression",
+                ENTRY_ORDER[i]
+            )));
+        }
+        if !extra_allowed(i, &rest[name_len..]) {
+            return Err(malformed(format!(
+                "unexpected extra field in {}",
+                ENTRY_ORDER[i]
+            )));
+        }
+    }
+    let mut cd = vec![0u8; cd_size as usize];
+    file.seek(SeekFrom::Start(cd_offset))?;
+    file.read_exact(&mut cd)?;
+    let mut pos = 0usize;
+    for (i, name) in ENTRY_ORDER.iter().enumerate() {
+        let h = cd
+            .get(pos..pos + CENTRAL_HEADER_LEN)
+            .ok_or_else(|| malformed("truncated central directory"))?;
+        let (n, e, c) = (
+            le16(&h[28..]) as usize,
+            le16(&h[30..]) as usize,
+            le16(&h[32..]) as usize,
+        );
+        if h[..4] != *b"PK\x01\x02" || le16(&h[8..]) != 0 || le16(&h[10..]) != 0 {
+            return Err(malformed(format!(
+                "central header of {name} must have no flags and no compression"
+            )));
+        }
+        if c != 0 || le16(&h[34..]) != 0 {
+            return Err(malformed(format!(
+                "entry comments are not allowed ({name})"
+            )));
+        }
+        let extra = cd
+            .get(pos + CENTRAL_HEADER_LEN + n..pos + CENTRAL_HEADER_LEN + n + e)
+            .ok_or_else(|| malformed("truncated central directory"))?;
+        if !extra_allowed(i, extra) {
+            return Err(malformed(format!("unexpected extra field in {name}")));
+        }
+        pos += CENTRAL_HEADER_LEN + n + e + c;
+    }
+    if pos as u64 != cd_size {
+        return Err(malformed(
+            "the central directory holds more than the four entry headers",
+        ));
+    }
+    Ok(())
 }
 
 impl ContainerReader {
@@ -448,7 +547,7 @@ impl ContainerReader {
         let config = Config {
             archive_offset: zip::read::ArchiveOffset::Known(0),
         };
-        let mut zip = ZipArchive::with_config(config, file)
+        let mut zip = ZipArchive::with_config(config, file.try_clone()?)
             .map_err(|e| malformed(format!("unreadable ZIP structure: {e}")))?;
         if !zip.comment().is_empty() {
             return Err(malformed("ZIP archive comments are not allowed"));
@@ -474,21 +573,28 @@ impl ContainerReader {
             )));
         }
         if zip.central_directory_start() != cd_offset {
-            return Err(malformed("the central directory is not where the end record says"));
+            return Err(malformed(
+                "the central directory is not where the end record says",
+            ));
         }
         zip.validate_header_consistency()
             .map_err(|e| malformed(format!("local and central headers disagree: {e}")))?;
         let mut expected_start = 0u64;
         let mut sizes = [0u64; 4];
+        let mut header_starts = [0u64; 4];
         for (i, name) in ENTRY_ORDER.iter().enumerate() {
             let entry = zip
                 .by_index_raw(i)
                 .map_err(|e| malformed(format!("entry {name}: {e}")))?;
             if entry.compression() != CompressionMethod::Stored {
-                return Err(malformed(format!("entry {name} must be stored, not compressed")));
+                return Err(malformed(format!(
+                    "entry {name} must be stored, not compressed"
+                )));
             }
             if entry.encrypted() {
-                return Err(malformed(format!("entry {name} must not use ZIP encryption")));
+                return Err(malformed(format!(
+                    "entry {name} must not use ZIP encryption"
+                )));
             }
             if entry.size() != entry.compressed_size() {
                 return Err(malformed(format!("entry {name} has inconsistent sizes")));
@@ -502,6 +608,7 @@ impl ContainerReader {
                 .data_start()
                 .ok_or_else(|| malformed(format!("entry {name}: no data offset")))?;
             sizes[i] = entry.size();
+            header_starts[i] = entry.header_start();
             expected_start = data_start
                 .checked_add(entry.compressed_size())
                 .ok_or_else(|| malformed("entry size overflows"))?;
@@ -511,6 +618,7 @@ impl ContainerReader {
                 "unexpected bytes between the last entry and the central directory",
             ));
         }
+        check_raw_headers(&mut file, &header_starts, cd_offset, cd_size)?;
         let reader = ContainerReader { zip, sizes };
         let [keys, _, manifest, signature] = reader.sizes;
         if manifest > MAX_MANIFEST_LEN {

@@ -323,7 +323,9 @@ fn parse_err(path: &Path, e: impl fmt::Display) -> KeyError {
 pub fn load_public_key(path: &Path) -> Result<PublicKeyInfo, KeyError> {
     let (text, kind) = read_pem(path)?;
     let key = match kind {
-        PemKind::SpkiPublic => PublicKey::from_public_key_pem(&text).map_err(|e| parse_err(path, e))?,
+        PemKind::SpkiPublic => {
+            PublicKey::from_public_key_pem(&text).map_err(|e| parse_err(path, e))?
+        }
         PemKind::Pkcs1Public => PublicKey::from_pkcs1_pem(&text).map_err(|e| parse_err(path, e))?,
         _ => {
             return Err(KeyError::WrongKind {
@@ -349,8 +351,12 @@ pub fn load_private_key(
 ) -> Result<PrivateKeyInfo, KeyError> {
     let (text, kind) = read_pem(path)?;
     let key = match kind {
-        PemKind::Pkcs8Private => PrivateKey::from_pkcs8_pem(&text).map_err(|e| parse_err(path, e))?,
-        PemKind::Pkcs1Private => PrivateKey::from_pkcs1_pem(&text).map_err(|e| parse_err(path, e))?,
+        PemKind::Pkcs8Private => {
+            PrivateKey::from_pkcs8_pem(&text).map_err(|e| parse_err(path, e))?
+        }
+        PemKind::Pkcs1Private => {
+            PrivateKey::from_pkcs1_pem(&text).map_err(|e| parse_err(path, e))?
+        }
         PemKind::Pkcs8EncryptedPrivate => {
             let pass = passphrase()?.ok_or_else(|| KeyError::NeedPassphrase {
                 path: path.to_owned(),

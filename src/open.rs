@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::Progress;
-use crate::crypto::{self, ContentKey, DecryptReader, StreamCheckError};
+use crate::crypto::{self, ContentKey, DecryptReader, MacReader, StreamCheckError};
 use crate::error::Error;
 use crate::format::{CheckedManifest, ContainerReader, Manifest};
 use crate::keys::{PrivateKeyInfo, PublicKeyInfo};
@@ -118,7 +118,6 @@ fn signature_failure(manifest_bytes: &[u8], expected: &PublicKeyInfo) -> Error {
             expected: expected.fingerprint().clone(),
             found: m.sender.fingerprint().clone(),
         },
-        Err(e @ crate::format::FormatError::Unsupported(_)) => e.into(),
         _ => Error::NotAuthentic("the signature does not verify".into()),
     }
 }
@@ -214,23 +213,39 @@ pub fn open(
         message: String::new(),
         files: Vec::new(),
     };
+    //    The MAC is computed again over the bytes actually decrypted, so a file
+    //    changed after step 7 is caught before anything is published.
     progress.begin("decrypting", manifest.manifest.payload.length);
-    let decrypted = DecryptReader::new(
-        ProgressReader {
-            inner: container.payload_reader()?,
-            progress: &mut *progress,
-        },
+    let mut decrypted = DecryptReader::new(
+        MacReader::new(
+            ProgressReader {
+                inner: container.payload_reader()?,
+                progress: &mut *progress,
+            },
+            &content_key,
+            &header,
+        ),
         &content_key,
     );
-    let result = payload::read_payload(decrypted, &mut sink);
+    let result = payload::read_payload(&mut decrypted, &mut sink);
+    // Read whatever the payload parser left (only after an error) so the MAC
+    // covers the whole entry.
+    let mut mac_reader = decrypted.into_inner();
+    let drained = io::copy(&mut mac_reader, &mut io::sink());
+    let remac = match drained {
+        Ok(_) => mac_reader.verify(&manifest.payload_mac),
+        Err(_) => Err(crypto::DecryptFailure),
+    };
     progress.end();
     match result {
         Ok(_) => {}
         Err(PayloadError::Io(e)) if crypto::is_decrypt_failure(&e) => {
             return Err(Error::CannotDecrypt);
         }
+        Err(_) if remac.is_err() => return Err(Error::CannotDecrypt),
         Err(e) => return Err(e.into()),
     }
+    remac.map_err(|_| Error::CannotDecrypt)?;
     // 9. Publish: sync the files, then rename the directory into place.
     crate::fsutil::sync_dir(staging.path()).map_err(|e| Error::io("syncing output", e))?;
     let staged = staging.keep();

@@ -164,7 +164,10 @@ impl<R: Read> Read for ExactLen<R> {
         if n == 0 && self.remaining > 0 && !buf.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("{} changed size while it was being sealed", self.path.display()),
+                format!(
+                    "{} changed size while it was being sealed",
+                    self.path.display()
+                ),
             ));
         }
         self.remaining -= n as u64;
@@ -186,7 +189,10 @@ pub trait PayloadSink {
 }
 
 /// Reads a whole payload from `input` into `sink`. Trailing bytes are an error.
-pub fn read_payload(mut input: impl Read, sink: &mut dyn PayloadSink) -> Result<Index, PayloadError> {
+pub fn read_payload(
+    mut input: impl Read,
+    sink: &mut dyn PayloadSink,
+) -> Result<Index, PayloadError> {
     // Header line: the magic, a decimal length without leading zeros, a newline.
     let mut line = Vec::new();
     loop {
@@ -226,6 +232,9 @@ pub fn read_payload(mut input: impl Read, sink: &mut dyn PayloadSink) -> Result<
     let index_text = String::from_utf8(index_bytes).map_err(|_| malformed("index is not UTF-8"))?;
     let index: Index =
         toml::from_str(&index_text).map_err(|e| malformed(format!("index: {}", e.message())))?;
+    if toml::to_string(&index).ok().as_deref() != Some(index_text.as_str()) {
+        return Err(malformed("index is not in canonical form"));
+    }
     if index.message_length > MAX_MESSAGE_LEN {
         return Err(malformed("message too large"));
     }
@@ -278,9 +287,7 @@ fn is_media_type(s: &str) -> bool {
             && t.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
     };
-    s.len() <= MAX_MEDIA_TYPE_LEN
-        && s.split_once('/')
-            .is_some_and(|(a, b)| token(a) && token(b))
+    s.len() <= MAX_MEDIA_TYPE_LEN && s.split_once('/').is_some_and(|(a, b)| token(a) && token(b))
 }
 
 /// Reduces a name from inside an archive to a plain, safe file name: the last
@@ -345,7 +352,12 @@ mod tests {
             self.message = text;
             Ok(())
         }
-        fn file(&mut self, e: &FileEntry, name: &str, data: &mut dyn Read) -> Result<(), PayloadError> {
+        fn file(
+            &mut self,
+            e: &FileEntry,
+            name: &str,
+            data: &mut dyn Read,
+        ) -> Result<(), PayloadError> {
             let mut v = Vec::new();
             data.read_to_end(&mut v)?;
             self.files.push((name.to_owned(), e.clone(), v));

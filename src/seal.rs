@@ -84,7 +84,11 @@ fn file_name_of(path: &Path) -> String {
 }
 
 /// Seals with the operating system's random source.
-pub fn seal(req: SealRequest<'_>, out: &Path, progress: &mut dyn Progress) -> Result<SealReport, Error> {
+pub fn seal(
+    req: SealRequest<'_>,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<SealReport, Error> {
     seal_with_rng(req, out, &mut rand::rngs::SysRng, progress)
 }
 
@@ -101,7 +105,9 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         ));
     }
     if req.recipients.is_empty() {
-        return Err(Error::Usage("at least one recipient (--to) is needed".into()));
+        return Err(Error::Usage(
+            "at least one recipient (--to) is needed".into(),
+        ));
     }
     if req.recipients.len() > crate::format::MAX_RECIPIENTS {
         return Err(Error::Usage(format!(
@@ -153,7 +159,10 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
     for path in &req.attachments {
         let meta = std::fs::metadata(path).map_err(|e| Error::io_at(path, e))?;
         if !meta.is_file() {
-            return Err(Error::Usage(format!("{} is not a regular file", path.display())));
+            return Err(Error::Usage(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
         }
         attachments.push((path.clone(), meta.len()));
         files.push(PlannedFile {
@@ -252,7 +261,10 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
     let archive_len = tmp.as_file().metadata().map_err(write_err)?.len();
     tmp.persist_noclobber(out).map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Usage(format!("{} already exists; sxf never overwrites", out.display()))
+            Error::Usage(format!(
+                "{} already exists; sxf never overwrites",
+                out.display()
+            ))
         } else {
             write_err(e.error)
         }

@@ -40,12 +40,13 @@ impl PassphraseSource {
     /// A passphrase from the file or the environment, if either is given.
     fn given(&self) -> Result<Option<Zeroizing<String>>, KeyError> {
         if let Some(path) = &self.file {
-            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-                KeyError::Read {
-                    path: path.clone(),
-                    source,
-                }
-            })?);
+            let text =
+                Zeroizing::new(
+                    std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                        path: path.clone(),
+                        source,
+                    })?,
+                );
             let first = text.lines().next().unwrap_or("");
             return Ok(Some(Zeroizing::new(first.to_owned())));
         }
