@@ -10,8 +10,10 @@
 //! - [`payload`]: the inner plaintext layout (message and files).
 //! - [`images`]: photo compression and metadata removal at seal time.
 //! - [`seal`] and [`open`]: the two halves of the workflow.
+//! - [`dropbox`]: the optional drop-box server and its client (`sxf serve`, `send`, `fetch`).
 
 pub mod crypto;
+pub mod dropbox;
 pub mod error;
 pub mod format;
 mod fsutil;

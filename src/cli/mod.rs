@@ -1,6 +1,7 @@
 //! Argument parsing (clap derive) and the commands. This layer validates flags,
 //! turns them into library calls and prints; the library never prints.
 
+mod dropbox;
 mod passphrase;
 mod progress;
 
@@ -12,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use sxf::images::{DEFAULT_QUALITY, ImageOptions};
-use sxf::keys::{self, KeyPairPaths, PublicKeyInfo};
+use sxf::keys::{self, KeyPairPaths, PrivateKeyInfo, PublicKeyInfo};
 use sxf::open::ExpectedSender;
 
 use passphrase::PassphraseSource;
@@ -48,6 +49,12 @@ enum Command {
     Inspect(InspectArgs),
     /// Print the fingerprint of a public or private key file
     Fingerprint(FingerprintArgs),
+    /// Run a drop-box server that holds sealed archives for their recipients
+    Serve(dropbox::ServeArgs),
+    /// Upload a sealed .sxf file to a drop-box server for its recipients
+    Send(dropbox::SendArgs),
+    /// Download (and optionally open) the archives waiting for your key on a drop-box server
+    Fetch(dropbox::FetchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -91,7 +98,12 @@ struct SealArgs {
     #[arg(long, value_name = "KEY")]
     sign: PathBuf,
     /// The message text
-    #[arg(short = 'm', long = "message", value_name = "TEXT", group = "message_source")]
+    #[arg(
+        short = 'm',
+        long = "message",
+        value_name = "TEXT",
+        group = "message_source"
+    )]
     message: Option<String>,
     /// Read the message from a file, or from standard input with -
     #[arg(long, value_name = "PATH|-", group = "message_source")]
@@ -185,6 +197,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify(a),
         Command::Inspect(a) => inspect(a),
         Command::Fingerprint(a) => fingerprint(a),
+        Command::Serve(a) => dropbox::serve(a),
+        Command::Send(a) => dropbox::send(a),
+        Command::Fetch(a) => dropbox::fetch(a),
     }
 }
 
@@ -204,7 +219,18 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 /// One sentence: the contexts and the cause, joined. Control characters (which
 /// could come from a hostile archive) are escaped so they never reach a terminal.
 pub fn describe(err: &anyhow::Error) -> String {
-    format!("{err:#}")
+    let mut sentence = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        // Some errors already include their cause's text; say it once.
+        if !sentence.contains(&text) {
+            if !sentence.is_empty() {
+                sentence.push_str(": ");
+            }
+            sentence.push_str(&text);
+        }
+    }
+    sentence
         .chars()
         .map(|c| {
             if c.is_control() {
@@ -314,11 +340,10 @@ fn seal(a: SealArgs) -> Result<()> {
     if message.is_empty() && a.images.is_empty() && a.attachments.is_empty() {
         bail!("nothing to seal: give a message (-m, --message-file), an --image or an --attach");
     }
-    let recipients = a
-        .to
-        .iter()
-        .map(|p| load_public(p))
-        .collect::<Result<Vec<_>>>()?;
+    let recipients =
+        a.to.iter()
+            .map(|p| load_public(p))
+            .collect::<Result<Vec<_>>>()?;
     let sender = a.passphrase.source().load_private_key(&a.sign)?;
     let request = sxf::seal::SealRequest {
         sender: &sender,
@@ -365,7 +390,9 @@ fn expected_sender(args: &SenderArgs) -> Result<(Option<PublicKeyInfo>, bool)> {
     match (&args.from, args.any_sender) {
         (Some(p), false) => Ok((Some(load_public(p)?), false)),
         (None, true) => Ok((None, true)),
-        _ => bail!("say who the sender is with --from PUB (or accept any sender with --any-sender)"),
+        _ => {
+            bail!("say who the sender is with --from PUB (or accept any sender with --any-sender)")
+        }
     }
 }
 
@@ -396,19 +423,25 @@ fn open(a: OpenArgs) -> Result<()> {
         bail!("{} already exists; sxf never overwrites", out_dir.display());
     }
     let key = a.passphrase.source().load_private_key(&a.key)?;
-    let sender = match &from {
+    debug_assert_eq!(any, from.is_none());
+    open_and_report(&a.file, &key, from.as_ref(), &out_dir)
+}
+
+/// Opens one archive into `out_dir` and reports exactly as `sxf open` does;
+/// `from: None` means `--any-sender`. `sxf fetch --open` shares it.
+pub(crate) fn open_and_report(
+    file: &Path,
+    key: &PrivateKeyInfo,
+    from: Option<&PublicKeyInfo>,
+    out_dir: &Path,
+) -> Result<()> {
+    let sender = match from {
         Some(k) => ExpectedSender::Key(k),
         None => ExpectedSender::Embedded,
     };
-    let opened = sxf::open::open(
-        &a.file,
-        &key,
-        sender,
-        &out_dir,
-        &mut TerminalProgress::new(),
-    )
-    .with_context(|| a.file.display().to_string())?;
-    if any {
+    let opened = sxf::open::open(file, key, sender, out_dir, &mut TerminalProgress::new())
+        .with_context(|| file.display().to_string())?;
+    if from.is_none() {
         warn_any_sender(opened.manifest.sender.fingerprint());
     }
     eprintln!(
@@ -418,7 +451,11 @@ fn open(a: OpenArgs) -> Result<()> {
     );
     let mut names = vec![sxf::open::MESSAGE_FILE.to_owned()];
     names.extend(opened.files.iter().map(|f| f.saved_as.clone()));
-    eprintln!("wrote {} into {}", names.join(", "), opened.out_dir.display());
+    eprintln!(
+        "wrote {} into {}",
+        names.join(", "),
+        opened.out_dir.display()
+    );
     if std::io::stdout().is_terminal() {
         print!("{}", terminal_safe(&opened.message));
     } else {
@@ -469,7 +506,10 @@ fn inspect(a: InspectArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    println!("{} (not verified: use sxf verify --from PUB)", a.file.display());
+    println!(
+        "{} (not verified: use sxf verify --from PUB)",
+        a.file.display()
+    );
     println!("format      {}", man.format);
     println!("created     {}", man.created);
     println!("sender      {}", man.sender.fingerprint);

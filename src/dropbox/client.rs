@@ -1,0 +1,441 @@
+//! The drop-box client: upload an archive, prove a mailbox with its private key,
+//! list, download, delete and long-poll.
+//!
+//! Downloads are written the way the issue demands: a temp file in the output
+//! directory, fsync, a rename that never replaces anything, an fsync of the
+//! directory, and only then DELETE on the server. A fetch cut at any point
+//! therefore loses nothing, and a message already saved under its id is not
+//! saved twice. The client signs only statements it builds itself
+//! ([`Statement`]), from fixed-length fields, under the protocol label.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::keys::PrivateKeyInfo;
+
+use super::Error;
+use super::protocol::{
+    self, AuthRequest, ErrorCode, FrameError, Hello, ListEntry, MAX_DATA_BODY, MessageId, Reply,
+    Request, Statement,
+};
+
+/// Prefix of the temp files a fetch writes into its output directory.
+pub const FETCH_TEMP_PREFIX: &str = ".sxf-fetch-";
+
+/// How the client connects.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub connect_timeout: Duration,
+    /// Deadline of every read and write (a WAIT adds its own duration).
+    pub io_timeout: Duration,
+    /// Refuse a server whose HELLO presents another id.
+    pub server_id: Option<[u8; 32]>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(60),
+            server_id: None,
+        }
+    }
+}
+
+/// A connection to a drop-box server.
+pub struct Client {
+    io: BufReader<TcpStream>,
+    addr: String,
+    peer: SocketAddr,
+    hello: Hello,
+    io_timeout: Duration,
+}
+
+/// What the server said to an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub id: MessageId,
+    pub recipients: u16,
+    pub len: u64,
+}
+
+impl Client {
+    /// Connects and reads the server's HELLO (a BUSY server answers with an
+    /// error instead, returned as [`Error::Refused`]).
+    pub fn connect(addr: &str, options: &ClientOptions) -> Result<Client, Error> {
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| Error::conn(format!("resolving {addr}"), e))?
+            .collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+        let mut stream = None;
+        for a in &addrs {
+            match TcpStream::connect_timeout(a, options.connect_timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let stream = stream.ok_or_else(|| Error::conn(format!("connecting to {addr}"), last))?;
+        let setup = |s: &TcpStream| -> io::Result<SocketAddr> {
+            s.set_read_timeout(Some(options.io_timeout))?;
+            s.set_write_timeout(Some(options.io_timeout))?;
+            s.set_nodelay(true)?;
+            s.peer_addr()
+        };
+        let peer = setup(&stream).map_err(|e| Error::conn(format!("connecting to {addr}"), e))?;
+        let mut client = Client {
+            io: BufReader::with_capacity(protocol::HEADER_LEN + MAX_DATA_BODY as usize, stream),
+            addr: addr.to_owned(),
+            peer,
+            hello: Hello {
+                server_id: [0; 32],
+                max_message_size: 0,
+                max_wait_secs: 0,
+            },
+            io_timeout: options.io_timeout,
+        };
+        match client.recv()? {
+            Reply::Hello(h) => client.hello = h,
+            other => return Err(unexpected("HELLO", &other)),
+        }
+        if let Some(pinned) = options.server_id {
+            if pinned != client.hello.server_id {
+                return Err(Error::ServerMismatch {
+                    addr: addr.to_owned(),
+                    expected: hex::encode(pinned),
+                    found: hex::encode(client.hello.server_id),
+                });
+            }
+        }
+        Ok(client)
+    }
+
+    /// The server's HELLO.
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    /// The address this connection reached.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn send(&mut self, r: &Request) -> Result<(), Error> {
+        protocol::write_request(self.io.get_mut(), r)
+            .map_err(|e| Error::conn(format!("sending to {}", self.addr), e))
+    }
+
+    /// Reads one reply; an ERROR frame becomes [`Error::Refused`].
+    fn recv(&mut self) -> Result<Reply, Error> {
+        let frame = protocol::read_frame(&mut self.io).map_err(|e| match e {
+            FrameError::Closed => Error::conn(
+                format!("reading from {}", self.addr),
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ),
+            ),
+            FrameError::Io(e) => Error::conn(format!("reading from {}", self.addr), e),
+            other => Error::Protocol(other.to_string()),
+        })?;
+        match Reply::decode(frame).map_err(|e| Error::Protocol(e.to_string()))? {
+            Reply::Error { code, message } => Err(Error::Refused { code, message }),
+            r => Ok(r),
+        }
+    }
+
+    fn expect_ok(&mut self, what: &str) -> Result<(), Error> {
+        match self.recv()? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(what, &other)),
+        }
+    }
+
+    /// After a failed write, the server may have explained itself in an ERROR
+    /// frame before closing: prefer that to the bare socket error.
+    fn explain(&mut self, err: Error) -> Error {
+        let _ = self
+            .io
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(2)));
+        match self.recv() {
+            Err(refused @ Error::Refused { .. }) => refused,
+            _ => err,
+        }
+    }
+
+    /// Uploads an archive file.
+    pub fn upload_file(&mut self, path: &Path) -> Result<Stored, Error> {
+        let file = File::open(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(path.display().to_string(), e))?
+            .len();
+        self.upload(file, len)
+    }
+
+    /// Uploads exactly `len` bytes from `data`. The server answers the announced
+    /// length first, so a refusal for size, disk or load comes before any data.
+    pub fn upload(&mut self, mut data: impl Read, len: u64) -> Result<Stored, Error> {
+        self.send(&Request::Upload(len))?;
+        self.expect_ok("UPLOAD")?;
+        let mut buf = vec![0u8; MAX_DATA_BODY as usize];
+        let mut sent = 0u64;
+        while sent < len {
+            let want = (len - sent).min(buf.len() as u64) as usize;
+            let n = crate::crypto::read_full(&mut data, &mut buf[..want])
+                .map_err(|e| Error::io("reading the archive", e))?;
+            if n == 0 {
+                return Err(Error::io(
+                    "reading the archive",
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file shrank while it was sent",
+                    ),
+                ));
+            }
+            if let Err(e) =
+                protocol::write_frame(self.io.get_mut(), protocol::kind::DATA, &buf[..n])
+            {
+                let err = Error::conn(format!("sending to {}", self.addr), e);
+                return Err(self.explain(err));
+            }
+            sent += n as u64;
+        }
+        match self.recv()? {
+            Reply::Stored { id, recipients } => Ok(Stored {
+                id,
+                recipients,
+                len,
+            }),
+            other => Err(unexpected("the upload", &other)),
+        }
+    }
+
+    /// Proves to the server that this client holds `key`, the key of the mailbox
+    /// `key.fingerprint()`.
+    pub fn authenticate(&mut self, key: &PrivateKeyInfo) -> Result<(), Error> {
+        self.send(&Request::Challenge)?;
+        let server_nonce = match self.recv()? {
+            Reply::Challenge(n) => n,
+            other => return Err(unexpected("CHALLENGE", &other)),
+        };
+        let auth = sign_statement(key, self.hello.server_id, self.peer, server_nonce)?;
+        self.send(&Request::Auth(auth))?;
+        self.expect_ok("AUTH")
+    }
+
+    /// The oldest waiting messages (at most [`protocol::MAX_LIST_ENTRIES`]) and
+    /// whether more wait behind them.
+    pub fn list(&mut self) -> Result<(Vec<ListEntry>, bool), Error> {
+        self.send(&Request::List)?;
+        match self.recv()? {
+            Reply::List { entries, more } => Ok((entries, more)),
+            other => Err(unexpected("LIST", &other)),
+        }
+    }
+
+    /// Downloads one message into `out`; returns its length.
+    pub fn download(&mut self, id: MessageId, out: &mut impl Write) -> Result<u64, Error> {
+        self.send(&Request::Get(id))?;
+        let len = match self.recv()? {
+            Reply::Get(n) => n,
+            other => return Err(unexpected("GET", &other)),
+        };
+        if len > self.hello.max_message_size {
+            return Err(Error::Protocol(format!(
+                "the server announced a {len}-byte message, over its own limit of {}",
+                self.hello.max_message_size
+            )));
+        }
+        let mut got = 0u64;
+        while got < len {
+            match self.recv()? {
+                Reply::Data(d) if !d.is_empty() && got + d.len() as u64 <= len => {
+                    out.write_all(&d)
+                        .map_err(|e| Error::io("writing the downloaded message", e))?;
+                    got += d.len() as u64;
+                }
+                Reply::Data(_) => {
+                    return Err(Error::Protocol(
+                        "a DATA frame overran the announced length".into(),
+                    ));
+                }
+                other => return Err(unexpected("the download", &other)),
+            }
+        }
+        Ok(len)
+    }
+
+    /// Deletes one message; `false` when it was already gone.
+    pub fn delete(&mut self, id: MessageId) -> Result<bool, Error> {
+        self.send(&Request::Delete(id))?;
+        match self.recv() {
+            Ok(Reply::Ok) => Ok(true),
+            Ok(other) => Err(unexpected("DELETE", &other)),
+            Err(Error::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Long-polls: returns true as soon as the mailbox holds a message, false
+    /// when the server's wait ran out. The server holds the request; nothing
+    /// here sleeps or polls.
+    pub fn wait(&mut self, max: Duration) -> Result<bool, Error> {
+        let secs = max.as_secs().min(u32::MAX as u64) as u32;
+        self.send(&Request::Wait(secs))?;
+        let stream = self.io.get_ref();
+        let _ = stream.set_read_timeout(Some(max + self.io_timeout));
+        let reply = self.recv();
+        let _ = self.io.get_ref().set_read_timeout(Some(self.io_timeout));
+        match reply? {
+            Reply::Wait { ready } => Ok(ready),
+            other => Err(unexpected("WAIT", &other)),
+        }
+    }
+}
+
+fn unexpected(what: &str, got: &Reply) -> Error {
+    let name = match got {
+        Reply::Hello(_) => "HELLO",
+        Reply::Challenge(_) => "CHALLENGE",
+        Reply::Ok => "OK",
+        Reply::List { .. } => "LIST",
+        Reply::Get(_) => "GET",
+        Reply::Wait { .. } => "WAIT",
+        Reply::Stored { .. } => "STORED",
+        Reply::Data(_) => "DATA",
+        Reply::Error { .. } => "ERROR",
+    };
+    Error::Protocol(format!(
+        "the server answered {what} with an unexpected {name} frame"
+    ))
+}
+
+/// Builds and signs the AUTH statement. The server contributes only its
+/// 32-byte id and 32-byte nonce; everything else is the client's own.
+pub fn sign_statement(
+    key: &PrivateKeyInfo,
+    server_id: [u8; 32],
+    server_addr: SocketAddr,
+    server_nonce: [u8; 32],
+) -> Result<AuthRequest, Error> {
+    let client_nonce =
+        protocol::random_nonce().map_err(|e| Error::io("the system random source", e))?;
+    let statement = Statement {
+        server_id,
+        server_addr,
+        mailbox: *key.fingerprint().as_bytes(),
+        server_nonce,
+        client_nonce,
+    };
+    let signature = crate::crypto::sign(&mut rand::rngs::SysRng, key.key(), &statement.to_bytes())
+        .map_err(|e| Error::io("signing the challenge", e))?;
+    Ok(AuthRequest {
+        statement,
+        spki: key.public().spki_der().to_vec(),
+        signature,
+    })
+}
+
+/// One message a fetch saved.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub id: MessageId,
+    pub path: PathBuf,
+    pub len: u64,
+    /// An earlier, interrupted fetch had already saved it; only the DELETE was missing.
+    pub already_saved: bool,
+}
+
+/// Removes temp files that an interrupted fetch left in `out_dir`.
+pub fn sweep_fetch_temps(out_dir: &Path) -> Result<u64, Error> {
+    let mut n = 0;
+    let rd = fs::read_dir(out_dir).map_err(|e| Error::io(out_dir.display().to_string(), e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(out_dir.display().to_string(), e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(FETCH_TEMP_PREFIX) && name.ends_with(".part") {
+            fs::remove_file(entry.path())
+                .map_err(|e| Error::io(entry.path().display().to_string(), e))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Downloads every waiting message into `out_dir` as `<id>.sxf`, each written
+/// atomically and durably, and deletes each on the server only after that.
+/// `each` is called once per message, after its DELETE. Returns how many.
+pub fn fetch_all(
+    client: &mut Client,
+    out_dir: &Path,
+    each: &mut dyn FnMut(&Fetched),
+) -> Result<usize, Error> {
+    let mut count = 0;
+    loop {
+        let (entries, _more) = client.list()?;
+        if entries.is_empty() {
+            return Ok(count);
+        }
+        for entry in entries {
+            let fetched = save_one(client, &entry, out_dir)?;
+            client.delete(entry.id)?;
+            count += 1;
+            each(&fetched);
+        }
+    }
+}
+
+fn save_one(client: &mut Client, entry: &ListEntry, out_dir: &Path) -> Result<Fetched, Error> {
+    let path = out_dir.join(format!("{}.sxf", entry.id));
+    let io_err = |e| Error::io(path.display().to_string(), e);
+    let done = |already_saved| Fetched {
+        id: entry.id,
+        path: path.clone(),
+        len: entry.len,
+        already_saved,
+    };
+    match fs::metadata(&path) {
+        Ok(m) if m.len() == entry.len => return Ok(done(true)),
+        Ok(_) => {
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a different file already has this message's name; move it away and fetch again",
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(FETCH_TEMP_PREFIX)
+        .suffix(".part")
+        .tempfile_in(out_dir)
+        .map_err(|e| Error::io(format!("creating a file in {}", out_dir.display()), e))?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        client.download(entry.id, &mut w)?;
+        w.flush().map_err(io_err)?;
+    }
+    tmp.as_file().sync_all().map_err(io_err)?;
+    match tmp.persist_noclobber(&path) {
+        Ok(_) => {}
+        // Another fetch into the same directory saved it first.
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok(done(true)),
+        Err(e) => return Err(io_err(e.error)),
+    }
+    File::open(out_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", out_dir.display()), e))?;
+    Ok(done(false))
+}

@@ -1,0 +1,117 @@
+//! The optional drop-box: `sxf serve`, `sxf send` and `sxf fetch`.
+//!
+//! A small TCP server where anyone may leave a sealed `.sxf` for its recipients,
+//! and only a recipient, proven by a signature from their private key, can list,
+//! download and delete what waits for them. The server holds no private key and
+//! decrypts nothing; it checks that an upload is a well-formed, validly signed
+//! archive and files it by recipient fingerprint. `spec/DROPBOX.md` is the
+//! protocol; this module is split by concern:
+//!
+//! - [`protocol`]: frames, bodies, caps, error codes, the signed statement.
+//! - [`store`]: the durable on-disk mailboxes, quotas and long-poll wake-ups.
+//! - [`server`]: accepting connections, deadlines, limits, authentication.
+//! - [`client`]: upload, authenticate, list, download atomically, delete, wait.
+//!
+//! Like the rest of the library, nothing here prints: the server reports events
+//! through a callback and every failure is an [`Error`] value.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+pub mod store;
+
+use std::io;
+
+pub use protocol::{ErrorCode, MessageId};
+
+/// Default largest message a server accepts: 64 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
+/// Default quota of one mailbox: 1 GiB.
+pub const DEFAULT_MAILBOX_QUOTA: u64 = 1 << 30;
+/// Default most simultaneous connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default free space the server keeps on the store's filesystem: 256 MiB.
+pub const DEFAULT_MIN_FREE_SPACE: u64 = 256 << 20;
+/// Default idle deadline: nothing received for this long closes the connection.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default total deadline of one connection.
+pub const DEFAULT_TOTAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// Default longest WAIT before an empty reply.
+pub const DEFAULT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default lifetime of an authentication challenge.
+pub const DEFAULT_CHALLENGE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Every drop-box failure, on either side.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with an ERROR frame.
+    #[error("the server refused: {message} [{code}]")]
+    Refused { code: ErrorCode, message: String },
+    /// The peer sent something this protocol does not allow.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server is not the one the client pinned with `--server-id`.
+    #[error("the server at {addr} has id {found}, not the expected {expected}")]
+    ServerMismatch {
+        addr: String,
+        expected: String,
+        found: String,
+    },
+    /// Talking to the peer failed (refused, reset, timed out, closed).
+    #[error("{context}: {source}")]
+    Connection {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A local file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+}
+
+impl Error {
+    pub(crate) fn conn(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Connection {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The server's error code, if the server refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// True when trying again later may succeed: the connection broke, or the
+    /// server was busy, stopping, or closed a connection at its deadline.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connection { .. } => true,
+            Error::Refused { code, .. } => matches!(
+                code,
+                ErrorCode::Busy
+                    | ErrorCode::ShuttingDown
+                    | ErrorCode::IdleTimeout
+                    | ErrorCode::Deadline
+                    | ErrorCode::Internal
+            ),
+            _ => false,
+        }
+    }
+}

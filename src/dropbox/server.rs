@@ -1,0 +1,1024 @@
+//! The drop-box server: one thread per connection, capped, with idle and total
+//! deadlines on every read and write, challenge–response authentication, and a
+//! clean stop.
+//!
+//! Threads rather than an async runtime: a connection's work is blocking file
+//! I/O (fsync, hashing a 64 MiB upload), the connection cap is a few hundred, and
+//! an idle thread costs a few KiB of resident memory (measured figures are in
+//! `spec/DROPBOX.md`, "Why threads"). The accept loop never blocks on a client:
+//! over the cap it writes one BUSY frame to the new socket and closes it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::keys::{Fingerprint, PublicKeyInfo};
+
+use super::protocol::{
+    self, AuthRequest, ErrorCode, FrameError, Hello, MAX_DATA_BODY, MAX_LIST_ENTRIES, MessageId,
+    Reply, Request,
+};
+use super::store::{DepositError, OpenReport, Store};
+use super::{Error, ErrorCode as Code};
+
+/// How long a stopping server lets requests in progress finish.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Failed AUTH attempts allowed on one connection before it is closed.
+const MAX_AUTH_FAILURES: u32 = 3;
+/// Write deadline for the final ERROR frame of a connection being closed.
+const LAST_WORD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Everything `sxf serve` can set.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `ADDR:PORT` to listen on; port 0 picks a free port.
+    pub listen: String,
+    pub store: PathBuf,
+    pub max_message_size: u64,
+    pub mailbox_quota: u64,
+    pub max_connections: usize,
+    /// Uploads are refused while the store's filesystem has less than this free
+    /// (after the upload).
+    pub min_free_space: u64,
+    /// A connection on which nothing is read or written for this long is closed.
+    pub idle_timeout: Duration,
+    /// No connection lives longer than this.
+    pub total_timeout: Duration,
+    /// The longest a WAIT is held.
+    pub max_wait: Duration,
+    /// How long a challenge stays valid.
+    pub challenge_ttl: Duration,
+    /// Addresses clients may name in their statement besides the one their
+    /// connection reached (for a server behind NAT or a port forward).
+    pub public_addrs: Vec<SocketAddr>,
+}
+
+impl ServerConfig {
+    /// A configuration with the documented defaults.
+    pub fn new(listen: impl Into<String>, store: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            listen: listen.into(),
+            store: store.into(),
+            max_message_size: super::DEFAULT_MAX_MESSAGE_SIZE,
+            mailbox_quota: super::DEFAULT_MAILBOX_QUOTA,
+            max_connections: super::DEFAULT_MAX_CONNECTIONS,
+            min_free_space: super::DEFAULT_MIN_FREE_SPACE,
+            idle_timeout: super::DEFAULT_IDLE_TIMEOUT,
+            total_timeout: super::DEFAULT_TOTAL_TIMEOUT,
+            max_wait: super::DEFAULT_MAX_WAIT,
+            challenge_ttl: super::DEFAULT_CHALLENGE_TTL,
+            public_addrs: Vec::new(),
+        }
+    }
+}
+
+/// One thing that happened, for the log. The library never prints; `sxf serve`
+/// writes one line per event.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Stored {
+        peer: SocketAddr,
+        id: MessageId,
+        len: u64,
+        recipients: Vec<Fingerprint>,
+    },
+    Authenticated {
+        peer: SocketAddr,
+        mailbox: Fingerprint,
+    },
+    Delivered {
+        peer: SocketAddr,
+        mailbox: Fingerprint,
+        id: MessageId,
+        len: u64,
+    },
+    Deleted {
+        peer: SocketAddr,
+        mailbox: Fingerprint,
+        id: MessageId,
+    },
+    /// The server sent an ERROR frame.
+    Refused {
+        peer: SocketAddr,
+        code: ErrorCode,
+        reason: String,
+    },
+    /// A connection ended abnormally without an ERROR frame (reset, EOF mid-upload).
+    Disconnected {
+        peer: SocketAddr,
+        reason: String,
+    },
+    AcceptFailed {
+        error: String,
+    },
+    Stopping {
+        connections: usize,
+    },
+    Stopped {
+        abandoned: usize,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Stored {
+                peer,
+                id,
+                len,
+                recipients,
+            } => {
+                let list: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+                write!(
+                    f,
+                    "{peer} stored {id} ({len} bytes) for {} mailbox(es): {}",
+                    recipients.len(),
+                    list.join(", ")
+                )
+            }
+            Event::Authenticated { peer, mailbox } => {
+                write!(f, "{peer} authenticated as {mailbox}")
+            }
+            Event::Delivered {
+                peer,
+                mailbox,
+                id,
+                len,
+            } => write!(f, "{peer} downloaded {id} ({len} bytes) from {mailbox}"),
+            Event::Deleted { peer, mailbox, id } => write!(f, "{peer} deleted {id} from {mailbox}"),
+            Event::Refused { peer, code, reason } => write!(f, "{peer} refused [{code}]: {reason}"),
+            Event::Disconnected { peer, reason } => write!(f, "{peer} disconnected: {reason}"),
+            Event::AcceptFailed { error } => write!(f, "accept failed: {error}"),
+            Event::Stopping { connections } => {
+                write!(f, "stopping: {connections} connection(s) open")
+            }
+            Event::Stopped { abandoned: 0 } => write!(f, "stopped"),
+            Event::Stopped { abandoned } => {
+                write!(
+                    f,
+                    "stopped ({abandoned} connection(s) cut at the grace deadline)"
+                )
+            }
+        }
+    }
+}
+
+/// Where events go.
+pub type Logger = Arc<dyn Fn(&Event) + Send + Sync>;
+
+struct ConnEntry {
+    stream: TcpStream,
+    /// Inside a request (not waiting for the next frame).
+    busy: bool,
+}
+
+#[derive(Default)]
+struct Conns {
+    next_id: u64,
+    live: HashMap<u64, ConnEntry>,
+}
+
+struct Shared {
+    config: ServerConfig,
+    store: Store,
+    stopping: AtomicBool,
+    conns: Mutex<Conns>,
+    drained: Condvar,
+    wake_addr: SocketAddr,
+}
+
+impl Shared {
+    fn conns(&self) -> MutexGuard<'_, Conns> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    report: OpenReport,
+}
+
+/// Stops a running server from another thread (a signal handler thread).
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<Shared>);
+
+impl ShutdownHandle {
+    /// Stops accepting, ends WAITs and idle connections, and lets requests in
+    /// progress finish (up to a grace period). Returns at once.
+    pub fn shutdown(&self) {
+        let shared = &self.0;
+        if shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        shared.store.stop_waiters();
+        for entry in shared.conns().live.values() {
+            if !entry.busy {
+                // Its thread reads end-of-stream, says SHUTTING_DOWN and exits.
+                let _ = entry.stream.shutdown(Shutdown::Read);
+            }
+        }
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&shared.wake_addr, Duration::from_secs(1));
+    }
+}
+
+impl Server {
+    /// Opens the store (sweeping and recovering it) and binds the listener.
+    pub fn bind(config: ServerConfig) -> Result<Server, Error> {
+        let (store, report) = Store::open(&config.store, config.mailbox_quota)
+            .map_err(|e| Error::io(format!("opening the store {}", config.store.display()), e))?;
+        let addrs: Vec<SocketAddr> = config
+            .listen
+            .to_socket_addrs()
+            .map_err(|e| Error::io(format!("resolving {}", config.listen), e))?
+            .collect();
+        let listener = TcpListener::bind(&addrs[..])
+            .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the listening address", e))?;
+        let mut wake_addr = local_addr;
+        if wake_addr.ip().is_unspecified() {
+            wake_addr.set_ip(if local_addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        Ok(Server {
+            listener,
+            local_addr,
+            shared: Arc::new(Shared {
+                config,
+                store,
+                stopping: AtomicBool::new(false),
+                conns: Mutex::new(Conns::default()),
+                drained: Condvar::new(),
+                wake_addr,
+            }),
+            report,
+        })
+    }
+
+    /// The address actually bound (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// What opening the store found.
+    pub fn store_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The server's identity, as sent in HELLO.
+    pub fn server_id(&self) -> [u8; 32] {
+        *self.shared.store.server_id()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shared.clone())
+    }
+
+    /// Serves until [`ShutdownHandle::shutdown`] is called, then drains.
+    pub fn run(self, log: Logger) -> Result<(), Error> {
+        let shared = &self.shared;
+        for incoming in self.listener.incoming() {
+            if shared.stopping() {
+                break;
+            }
+            let stream = match incoming {
+                Ok(s) => s,
+                Err(e) => {
+                    log(&Event::AcceptFailed {
+                        error: e.to_string(),
+                    });
+                    // Out of descriptors or similar: back off instead of spinning.
+                    thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            let Ok(peer) = stream.peer_addr() else {
+                continue;
+            };
+            self.admit(stream, peer, &log);
+        }
+        let Server {
+            listener, shared, ..
+        } = self;
+        drop(listener);
+        drain(&shared, &log);
+        Ok(())
+    }
+
+    /// Starts a connection thread, or refuses with BUSY over the cap.
+    fn admit(&self, stream: TcpStream, peer: SocketAddr, log: &Logger) {
+        let shared = &self.shared;
+        let id = {
+            let mut conns = shared.conns();
+            if conns.live.len() >= shared.config.max_connections {
+                None
+            } else {
+                match stream.try_clone() {
+                    Ok(clone) => {
+                        let id = conns.next_id;
+                        conns.next_id += 1;
+                        conns.live.insert(
+                            id,
+                            ConnEntry {
+                                stream: clone,
+                                busy: false,
+                            },
+                        );
+                        Some(id)
+                    }
+                    Err(_) => None,
+                }
+            }
+        };
+        let busy_reason = format!(
+            "the server is busy ({} connections); try again later",
+            shared.config.max_connections
+        );
+        let Some(id) = id else {
+            last_word(&stream, ErrorCode::Busy, &busy_reason);
+            log(&Event::Refused {
+                peer,
+                code: ErrorCode::Busy,
+                reason: busy_reason,
+            });
+            return;
+        };
+        let thread_shared = shared.clone();
+        let thread_log = log.clone();
+        let spawned = thread::Builder::new()
+            .name("sxf-dropbox-conn".into())
+            .spawn(move || {
+                let shared = thread_shared;
+                let mut conn = Conn::new(&shared, id, stream, peer, &*thread_log);
+                conn.serve();
+                drop(conn);
+                shared.conns().live.remove(&id);
+                shared.drained.notify_all();
+            });
+        if spawned.is_err() {
+            let entry = shared.conns().live.remove(&id);
+            if let Some(entry) = entry {
+                last_word(&entry.stream, ErrorCode::Busy, &busy_reason);
+            }
+            log(&Event::Refused {
+                peer,
+                code: ErrorCode::Busy,
+                reason: busy_reason,
+            });
+        }
+    }
+}
+
+/// After the accept loop: waits up to the grace period for connections to end,
+/// then cuts the rest.
+fn drain(shared: &Shared, log: &Logger) {
+    let mut conns = shared.conns();
+    log(&Event::Stopping {
+        connections: conns.live.len(),
+    });
+    let deadline = Instant::now() + STOP_GRACE;
+    while !conns.live.is_empty() {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        conns = shared
+            .drained
+            .wait_timeout(conns, deadline - now)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    let abandoned = conns.live.len();
+    for entry in conns.live.values() {
+        let _ = entry.stream.shutdown(Shutdown::Both);
+    }
+    drop(conns);
+    log(&Event::Stopped { abandoned });
+}
+
+/// Writes one ERROR frame with a short deadline and closes the socket.
+fn last_word(stream: &TcpStream, code: ErrorCode, message: &str) {
+    let _ = stream.set_write_timeout(Some(LAST_WORD_TIMEOUT));
+    let mut s = stream;
+    let _ = protocol::write_reply(
+        &mut s,
+        &Reply::Error {
+            code,
+            message: message.to_owned(),
+        },
+    );
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Which deadline cut a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    Idle,
+    Total,
+}
+
+/// A socket whose every read and write is bounded by the idle deadline and by
+/// what remains of the connection's total deadline.
+struct DeadlineStream {
+    stream: TcpStream,
+    idle: Duration,
+    deadline: Instant,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    expired: Option<Expired>,
+}
+
+impl DeadlineStream {
+    /// The timeout for the next operation, or the expiry if none is left.
+    fn next_timeout(&mut self) -> io::Result<(Duration, Expired)> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            self.expired = Some(Expired::Total);
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "total deadline"));
+        }
+        let left = self.deadline - now;
+        Ok(if left < self.idle {
+            (left, Expired::Total)
+        } else {
+            (self.idle, Expired::Idle)
+        })
+    }
+
+    fn note(&mut self, e: io::Error, which: Expired) -> io::Error {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            self.expired = Some(which);
+        }
+        e
+    }
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (t, which) = self.next_timeout()?;
+        if self.read_timeout != Some(t) {
+            self.stream.set_read_timeout(Some(t))?;
+            self.read_timeout = Some(t);
+        }
+        self.stream.read(buf).map_err(|e| self.note(e, which))
+    }
+}
+
+impl Write for DeadlineStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (t, which) = self.next_timeout()?;
+        if self.write_timeout != Some(t) {
+            self.stream.set_write_timeout(Some(t))?;
+            self.write_timeout = Some(t);
+        }
+        self.stream.write(buf).map_err(|e| self.note(e, which))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether a connection goes on after a request.
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// One connection's state.
+struct Conn<'a> {
+    shared: &'a Shared,
+    id: u64,
+    io: BufReader<DeadlineStream>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    mailbox: Option<Fingerprint>,
+    challenge: Option<([u8; 32], Instant)>,
+    auth_failures: u32,
+    log: &'a (dyn Fn(&Event) + Send + Sync),
+}
+
+impl<'a> Conn<'a> {
+    fn new(
+        shared: &'a Shared,
+        id: u64,
+        stream: TcpStream,
+        peer: SocketAddr,
+        log: &'a (dyn Fn(&Event) + Send + Sync),
+    ) -> Self {
+        let local = stream.local_addr().unwrap_or(peer);
+        let _ = stream.set_nodelay(true);
+        let started = Instant::now();
+        Conn {
+            shared,
+            id,
+            io: BufReader::with_capacity(
+                protocol::HEADER_LEN + MAX_DATA_BODY as usize,
+                DeadlineStream {
+                    stream,
+                    idle: shared.config.idle_timeout,
+                    deadline: started + shared.config.total_timeout,
+                    read_timeout: None,
+                    write_timeout: None,
+                    expired: None,
+                },
+            ),
+            peer,
+            local,
+            mailbox: None,
+            challenge: None,
+            auth_failures: 0,
+            log,
+        }
+    }
+
+    fn set_busy(&self, busy: bool) {
+        if let Some(e) = self.shared.conns().live.get_mut(&self.id) {
+            e.busy = busy;
+        }
+    }
+
+    fn reply(&mut self, r: &Reply) -> io::Result<()> {
+        protocol::write_reply(self.io.get_mut(), r)
+    }
+
+    /// Sends an ERROR frame and logs it.
+    fn refuse(&mut self, code: ErrorCode, reason: impl Into<String>) -> io::Result<()> {
+        let reason = reason.into();
+        (self.log)(&Event::Refused {
+            peer: self.peer,
+            code,
+            reason: reason.clone(),
+        });
+        self.reply(&Reply::Error {
+            code,
+            message: reason,
+        })
+    }
+
+    /// The final ERROR of a connection, sent even past its deadlines.
+    fn close_with(&mut self, code: ErrorCode, reason: impl Into<String>) {
+        let reason = reason.into();
+        (self.log)(&Event::Refused {
+            peer: self.peer,
+            code,
+            reason: reason.clone(),
+        });
+        last_word(&self.io.get_ref().stream, code, &reason);
+    }
+
+    /// The connection ended because of an I/O error: a deadline gets its ERROR
+    /// frame, anything else is logged.
+    fn ended(&mut self, e: io::Error, during: &str) {
+        match self.io.get_ref().expired {
+            Some(Expired::Idle) => self.close_with(
+                Code::IdleTimeout,
+                format!(
+                    "nothing received for {} {during}; closing",
+                    humantime::format_duration(self.shared.config.idle_timeout)
+                ),
+            ),
+            Some(Expired::Total) => self.close_with(
+                Code::Deadline,
+                format!(
+                    "the connection reached its time limit of {} {during}; reconnect to go on",
+                    humantime::format_duration(self.shared.config.total_timeout)
+                ),
+            ),
+            None => (self.log)(&Event::Disconnected {
+                peer: self.peer,
+                reason: format!("{e} {during}"),
+            }),
+        }
+    }
+
+    fn serve(&mut self) {
+        let hello = Reply::Hello(Hello {
+            server_id: *self.shared.store.server_id(),
+            max_message_size: self.shared.config.max_message_size,
+            max_wait_secs: self.shared.config.max_wait.as_secs() as u32,
+        });
+        if let Err(e) = self.reply(&hello) {
+            self.ended(e, "while sending HELLO");
+            return;
+        }
+        loop {
+            if self.shared.stopping() {
+                self.close_with(
+                    Code::ShuttingDown,
+                    "the server is stopping; try again later",
+                );
+                return;
+            }
+            self.set_busy(false);
+            let frame = protocol::read_frame(&mut self.io);
+            self.set_busy(true);
+            let frame = match frame {
+                Ok(f) => f,
+                Err(FrameError::Closed) => {
+                    if self.shared.stopping() {
+                        self.close_with(
+                            Code::ShuttingDown,
+                            "the server is stopping; try again later",
+                        );
+                    }
+                    return;
+                }
+                Err(FrameError::Io(e)) => {
+                    self.ended(e, "while waiting for a request");
+                    return;
+                }
+                Err(e) => {
+                    self.close_with(e.code(), e.to_string());
+                    return;
+                }
+            };
+            let request = match Request::decode(frame) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.close_with(Code::BadFrame, e.to_string());
+                    return;
+                }
+            };
+            match self.handle(request) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close) => return,
+                Err(e) => {
+                    self.ended(e, "while answering");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, request: Request) -> io::Result<Flow> {
+        match request {
+            Request::Challenge => {
+                let nonce = match protocol::random_nonce() {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.refuse(Code::Internal, e.to_string())?;
+                        return Ok(Flow::Continue);
+                    }
+                };
+                self.challenge = Some((nonce, Instant::now()));
+                self.reply(&Reply::Challenge(nonce))?;
+                Ok(Flow::Continue)
+            }
+            Request::Auth(a) => self.auth(a),
+            Request::Upload(len) => self.upload(len),
+            Request::Data(_) => {
+                self.close_with(Code::Unexpected, "DATA outside an upload");
+                Ok(Flow::Close)
+            }
+            Request::List | Request::Get(_) | Request::Delete(_) | Request::Wait(_) => {
+                let Some(mailbox) = self.mailbox.clone() else {
+                    self.refuse(
+                        Code::AuthRequired,
+                        "authenticate first: LIST, GET, DELETE and WAIT need a signed challenge",
+                    )?;
+                    return Ok(Flow::Continue);
+                };
+                match request {
+                    Request::List => self.list(&mailbox),
+                    Request::Get(id) => self.get(&mailbox, id),
+                    Request::Delete(id) => self.delete(&mailbox, id),
+                    Request::Wait(secs) => self.wait(&mailbox, secs),
+                    _ => unreachable!("matched above"),
+                }
+            }
+        }
+    }
+
+    fn auth(&mut self, a: AuthRequest) -> io::Result<Flow> {
+        // Single use: whatever happens, this challenge is gone.
+        let challenge = self.challenge.take();
+        match self.check_auth(&a, challenge) {
+            Ok(mailbox) => {
+                (self.log)(&Event::Authenticated {
+                    peer: self.peer,
+                    mailbox: mailbox.clone(),
+                });
+                self.mailbox = Some(mailbox);
+                self.reply(&Reply::Ok)?;
+                Ok(Flow::Continue)
+            }
+            Err((code, reason)) => {
+                self.mailbox = None;
+                self.auth_failures += 1;
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    self.close_with(
+                        code,
+                        format!("{reason} (too many failed attempts; closing)"),
+                    );
+                    return Ok(Flow::Close);
+                }
+                self.refuse(code, reason)?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn check_auth(
+        &self,
+        a: &AuthRequest,
+        challenge: Option<([u8; 32], Instant)>,
+    ) -> Result<Fingerprint, (ErrorCode, String)> {
+        let st = &a.statement;
+        let own_id = self.shared.store.server_id();
+        if &st.server_id != own_id {
+            return Err((
+                Code::WrongServer,
+                format!(
+                    "the statement is for server id {}, but this is server {}",
+                    hex::encode(st.server_id),
+                    hex::encode(own_id)
+                ),
+            ));
+        }
+        let named = protocol::encode_addr(st.server_addr);
+        let ours = std::iter::once(&self.local)
+            .chain(&self.shared.config.public_addrs)
+            .any(|a| protocol::encode_addr(*a) == named);
+        if !ours {
+            return Err((
+                Code::WrongServer,
+                format!(
+                    "the statement names server address {}, but this connection reached {}",
+                    st.server_addr, self.local
+                ),
+            ));
+        }
+        let Some((nonce, issued)) = challenge else {
+            return Err((
+                Code::ChallengeInvalid,
+                "no challenge is outstanding on this connection (each is single-use); ask for a new one"
+                    .into(),
+            ));
+        };
+        if st.server_nonce != nonce {
+            return Err((
+                Code::ChallengeInvalid,
+                "the statement does not carry this connection's challenge (replayed or foreign)"
+                    .into(),
+            ));
+        }
+        if issued.elapsed() > self.shared.config.challenge_ttl {
+            return Err((
+                Code::ChallengeInvalid,
+                format!(
+                    "the challenge expired (they live {}); ask for a new one",
+                    humantime::format_duration(self.shared.config.challenge_ttl)
+                ),
+            ));
+        }
+        let key = PublicKeyInfo::from_spki_der(&a.spki).map_err(|e| {
+            (
+                Code::AuthFailed,
+                format!("the presented key is not acceptable: {e}"),
+            )
+        })?;
+        if key.fingerprint().as_bytes() != &st.mailbox {
+            return Err((
+                Code::AuthFailed,
+                format!(
+                    "the presented key is {}, not the key of mailbox sha256:{}",
+                    key.fingerprint(),
+                    hex::encode(st.mailbox)
+                ),
+            ));
+        }
+        if !crate::crypto::verify_signature(key.key(), &st.to_bytes(), &a.signature) {
+            return Err((
+                Code::AuthFailed,
+                "the signature does not verify with the presented key".into(),
+            ));
+        }
+        Ok(key.fingerprint().clone())
+    }
+
+    fn upload(&mut self, len: u64) -> io::Result<Flow> {
+        let config = &self.shared.config;
+        if len == 0 {
+            self.refuse(Code::NotSxf, "an empty upload is not an sxf archive")?;
+            return Ok(Flow::Continue);
+        }
+        if len > config.max_message_size {
+            let reason = format!(
+                "the message is {len} bytes; this server accepts at most {} bytes",
+                config.max_message_size
+            );
+            self.refuse(Code::TooLarge, reason)?;
+            return Ok(Flow::Continue);
+        }
+        let reserve = config.min_free_space;
+        match self.shared.store.free_space() {
+            Ok(free) if free >= len.saturating_add(reserve) => {}
+            Ok(free) => {
+                let reason = format!(
+                    "the server is low on disk space ({free} bytes free, it keeps {reserve} in reserve); try again later"
+                );
+                self.refuse(Code::DiskFull, reason)?;
+                return Ok(Flow::Continue);
+            }
+            Err(e) => {
+                self.refuse(Code::Internal, format!("cannot check free disk space: {e}"))?;
+                return Ok(Flow::Continue);
+            }
+        }
+        let mut up = match self.shared.store.begin_upload() {
+            Ok(u) => u,
+            Err(e) => {
+                self.refuse(Code::Internal, format!("cannot start the upload: {e}"))?;
+                return Ok(Flow::Continue);
+            }
+        };
+        self.reply(&Reply::Ok)?;
+        while up.written() < len {
+            let frame = match protocol::read_frame(&mut self.io) {
+                Ok(f) => f,
+                Err(FrameError::Closed) => {
+                    let written = up.written();
+                    drop(up); // removes the temp file
+                    (self.log)(&Event::Disconnected {
+                        peer: self.peer,
+                        reason: format!(
+                            "closed after {written} of {len} upload bytes; nothing stored"
+                        ),
+                    });
+                    return Ok(Flow::Close);
+                }
+                Err(FrameError::Io(e)) => {
+                    let during = format!(
+                        "during an upload ({} of {len} bytes); nothing stored",
+                        up.written()
+                    );
+                    drop(up);
+                    self.ended(e, &during);
+                    return Ok(Flow::Close);
+                }
+                Err(e) => {
+                    self.close_with(e.code(), e.to_string());
+                    return Ok(Flow::Close);
+                }
+            };
+            if frame.frame_type != protocol::kind::DATA {
+                self.close_with(
+                    Code::Unexpected,
+                    "only DATA frames may follow an accepted UPLOAD",
+                );
+                return Ok(Flow::Close);
+            }
+            let left = len - up.written();
+            if frame.body.is_empty() || frame.body.len() as u64 > left {
+                self.close_with(
+                    Code::BadFrame,
+                    format!(
+                        "a {}-byte DATA frame does not fit the {left} bytes left of the upload",
+                        frame.body.len()
+                    ),
+                );
+                return Ok(Flow::Close);
+            }
+            if let Err(e) = up.write_all(&frame.body) {
+                let code = if e.kind() == io::ErrorKind::StorageFull {
+                    Code::DiskFull
+                } else {
+                    Code::Internal
+                };
+                self.close_with(code, format!("the server could not write the upload: {e}"));
+                return Ok(Flow::Close);
+            }
+        }
+        match self.shared.store.deposit(up) {
+            Ok(d) => {
+                (self.log)(&Event::Stored {
+                    peer: self.peer,
+                    id: d.id,
+                    len: d.len,
+                    recipients: d.recipients.clone(),
+                });
+                self.reply(&Reply::Stored {
+                    id: d.id,
+                    recipients: d.recipients.len() as u16,
+                })?;
+            }
+            Err(e @ DepositError::NotSxf(_)) => self.refuse(Code::NotSxf, e.to_string())?,
+            Err(e @ DepositError::OverQuota { .. }) => {
+                self.refuse(Code::OverQuota, e.to_string())?
+            }
+            Err(DepositError::Io(e)) => {
+                let code = if e.kind() == io::ErrorKind::StorageFull {
+                    Code::DiskFull
+                } else {
+                    Code::Internal
+                };
+                self.refuse(code, format!("the server could not store the message: {e}"))?
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn list(&mut self, mailbox: &Fingerprint) -> io::Result<Flow> {
+        match self.shared.store.list(mailbox, MAX_LIST_ENTRIES) {
+            Ok((entries, more)) => self.reply(&Reply::List { entries, more })?,
+            Err(e) => self.refuse(Code::Internal, format!("cannot list the mailbox: {e}"))?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn get(&mut self, mailbox: &Fingerprint, id: MessageId) -> io::Result<Flow> {
+        let (file, len) = match self.shared.store.open_message(mailbox, &id) {
+            Ok(Some(x)) => x,
+            Ok(None) => {
+                self.refuse(
+                    Code::NotFound,
+                    format!("no message {id} waits in this mailbox"),
+                )?;
+                return Ok(Flow::Continue);
+            }
+            Err(e) => {
+                self.refuse(Code::Internal, format!("cannot read message {id}: {e}"))?;
+                return Ok(Flow::Continue);
+            }
+        };
+        self.reply(&Reply::Get(len))?;
+        let mut reader = file.take(len);
+        let mut buf = vec![0u8; MAX_DATA_BODY as usize];
+        let mut sent = 0u64;
+        while sent < len {
+            let n = crate::crypto::read_full(&mut reader, &mut buf)?;
+            if n == 0 {
+                // The file shrank under us: the client sees a short download.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "message file shrank",
+                ));
+            }
+            protocol::write_frame(self.io.get_mut(), protocol::kind::DATA, &buf[..n])?;
+            sent += n as u64;
+        }
+        (self.log)(&Event::Delivered {
+            peer: self.peer,
+            mailbox: mailbox.clone(),
+            id,
+            len,
+        });
+        Ok(Flow::Continue)
+    }
+
+    fn delete(&mut self, mailbox: &Fingerprint, id: MessageId) -> io::Result<Flow> {
+        match self.shared.store.delete(mailbox, &id) {
+            Ok(true) => {
+                (self.log)(&Event::Deleted {
+                    peer: self.peer,
+                    mailbox: mailbox.clone(),
+                    id,
+                });
+                self.reply(&Reply::Ok)?;
+            }
+            Ok(false) => self.refuse(
+                Code::NotFound,
+                format!("no message {id} waits in this mailbox"),
+            )?,
+            Err(e) => self.refuse(Code::Internal, format!("cannot delete message {id}: {e}"))?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn wait(&mut self, mailbox: &Fingerprint, secs: u32) -> io::Result<Flow> {
+        let deadline = self.io.get_ref().deadline;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Duration::from_secs(secs.into())
+            .min(self.shared.config.max_wait)
+            .min(left);
+        let ready = self.shared.store.wait(mailbox, timeout);
+        if !ready && self.shared.stopping() {
+            self.close_with(
+                Code::ShuttingDown,
+                "the server is stopping; try again later",
+            );
+            return Ok(Flow::Close);
+        }
+        self.reply(&Reply::Wait { ready })?;
+        Ok(Flow::Continue)
+    }
+}

@@ -1,0 +1,989 @@
+//! The drop-box end to end: real `sxf serve` processes on 127.0.0.1 with
+//! ephemeral ports, real `sxf send` / `sxf fetch`, and raw hostile clients.
+
+mod dropbox_common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use dropbox_common::*;
+use sxf::dropbox::client::{self, Client, ClientOptions};
+use sxf::dropbox::protocol::{self, ErrorCode, MessageId, Reply, Request};
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn read(p: &std::path::Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+/// An honest client can still do a full round trip.
+fn assert_still_serving(server: &Server, dir: &std::path::Path, tag: &str) {
+    let msg = seal(
+        dir,
+        &format!("{tag}.sxf"),
+        &["dave"],
+        &format!("still serving {tag}"),
+        0,
+    );
+    let id = server.send_ok(&msg);
+    let out = dir.join(format!("{tag}-in"));
+    let o = server.fetch("dave", &out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(read(&out.join(format!("{id}.sxf"))), read(&msg));
+}
+
+// ---------------------------------------------------------------- round trips
+
+#[test]
+fn alice_to_bob_round_trip_is_byte_exact_and_second_fetch_gets_nothing() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "meet at noon", 20_000);
+    let id = server.send_ok(&msg);
+    assert!(server.wait_for_log(&format!("stored {id}"), Duration::from_secs(5)));
+
+    let out = dir.path().join("in");
+    let o = server.fetch("bob", &out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let saved = out.join(format!("{id}.sxf"));
+    assert_eq!(text(&o.stdout).trim(), saved.display().to_string());
+    assert_eq!(read(&saved), read(&msg), "byte-exact");
+    assert!(
+        server.mailbox_files("bob").is_empty(),
+        "deleted after saving"
+    );
+
+    let o = server.fetch("bob", &out, &[]);
+    assert!(o.status.success());
+    assert!(
+        text(&o.stderr).contains("no messages waiting"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(saved_archives(&out), vec![saved]);
+
+    // The saved archive opens as any other.
+    let o = run(&[
+        "open",
+        out.join(format!("{id}.sxf")).to_str().unwrap(),
+        "--key",
+        key("bob.key").to_str().unwrap(),
+        "--from",
+        key("alice.pub").to_str().unwrap(),
+        "-o",
+        dir.path().join("opened").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "meet at noon");
+}
+
+#[test]
+fn several_recipients_each_get_their_own_copy() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(
+        dir.path(),
+        "m.sxf",
+        &["bob", "carol", "dave"],
+        "to all three",
+        0,
+    );
+    let o = server.send(&msg);
+    assert!(o.status.success());
+    assert!(
+        text(&o.stderr).contains("3 recipient"),
+        "{}",
+        text(&o.stderr)
+    );
+    let id = text(&o.stdout).trim().to_owned();
+
+    for who in ["bob", "carol", "dave"] {
+        let out = dir.path().join(format!("in-{who}"));
+        let o = server.fetch(
+            who,
+            &out,
+            &["--open", "--from", key("alice.pub").to_str().unwrap()],
+        );
+        assert!(o.status.success(), "{who}: {}", text(&o.stderr));
+        assert_eq!(read(&out.join(format!("{id}.sxf"))), read(&msg), "{who}");
+        assert_eq!(text(&o.stdout).trim(), "to all three", "{who}");
+        assert_eq!(
+            std::fs::read_to_string(out.join(&id).join("message.txt")).unwrap(),
+            "to all three"
+        );
+        assert!(server.mailbox_files(who).is_empty());
+    }
+    // Not a recipient: nothing for alice or mallory.
+    for who in ["alice", "mallory"] {
+        let out = dir.path().join(format!("in-{who}"));
+        let o = server.fetch(who, &out, &[]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(saved_archives(&out).is_empty());
+    }
+}
+
+#[test]
+fn watch_receives_a_message_sent_after_it_started_without_polling() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &["--max-wait", "2s"]);
+    let out = dir.path().join("bob-in");
+    let mut watcher = sxf()
+        .args([
+            "fetch",
+            "--watch",
+            "--open",
+            "--server",
+            &server.addr,
+            "--key",
+        ])
+        .arg(key("bob.key"))
+        .arg("--from")
+        .arg(key("alice.pub"))
+        .arg("--out-dir")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = watcher.stdout.take().unwrap();
+    let stderr = watcher.stderr.take().unwrap();
+    let watcher = Kill(watcher);
+    let (err_tx, err_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = err_tx.send(l);
+        }
+    });
+    let (out_tx, out_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send(l);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = err_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the watcher says it is waiting");
+        if l.contains("waiting for messages") {
+            break;
+        }
+    }
+    // Waiting spans at least one full long-poll round (max-wait 2s) and must
+    // cost next to no CPU: it is a held request, not a sleep loop.
+    let cpu_before = cpu_seconds(watcher.0.id());
+    std::thread::sleep(Duration::from_millis(2500));
+    let cpu_idle = cpu_seconds(watcher.0.id()) - cpu_before;
+    assert!(
+        cpu_idle < 0.2,
+        "the watcher burned {cpu_idle}s of CPU while idle"
+    );
+
+    let msg = seal(
+        dir.path(),
+        "late.sxf",
+        &["bob"],
+        "sent after the watcher started",
+        0,
+    );
+    let sent_at = Instant::now();
+    let id = server.send_ok(&msg);
+    let line = out_rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the watcher prints the opened message");
+    assert_eq!(line, "sent after the watcher started");
+    assert!(
+        sent_at.elapsed() < Duration::from_secs(5),
+        "delivered promptly"
+    );
+    assert_eq!(read(&out.join(format!("{id}.sxf"))), read(&msg));
+    assert!(server.mailbox_files("bob").is_empty());
+    let stderr_lines: Vec<String> = err_rx.try_iter().collect();
+    assert!(
+        stderr_lines
+            .iter()
+            .any(|l| l.starts_with("verified: sealed by")),
+        "{stderr_lines:?}"
+    );
+    // Several WAITs answered empty or ready, none more often than the long-poll allows.
+    assert!(server.wait_for_count("downloaded", 1, Duration::from_secs(5)));
+    assert_eq!(server.count_log("downloaded"), 1);
+}
+
+#[test]
+fn fetch_open_rejects_the_wrong_sender_with_exit_1_and_keeps_the_archive() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal_from(dir.path(), "m.sxf", "mallory", &["bob"], "trust me", 0);
+    let id = server.send_ok(&msg);
+    let out = dir.path().join("in");
+    let o = server.fetch(
+        "bob",
+        &out,
+        &["--open", "--from", key("alice.pub").to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not authentic"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        read(&out.join(format!("{id}.sxf"))),
+        read(&msg),
+        "kept locally"
+    );
+    assert!(!out.join(&id).exists(), "nothing opened");
+}
+
+// ------------------------------------------------------------ hostile clients
+
+#[test]
+fn garbage_bytes_get_an_error_and_the_server_keeps_serving() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let mut raw = server.raw();
+    raw.write(b"\x00\x01\x02 this is not a frame at all \xff\xfe");
+    let m = expect_error(raw.reply(), ErrorCode::BadFrame);
+    assert!(m.contains("not an sxf drop-box frame"), "{m}");
+    assert!(raw.is_closed());
+    // Garbage before the HELLO is even read.
+    let mut s = Raw::bare(&server.addr);
+    s.write_all(&[0xAB; 4096]).unwrap();
+    let _hello = read_reply(&mut s).unwrap();
+    let r = read_reply(&mut s).unwrap();
+    expect_error(r, ErrorCode::BadFrame);
+    // A good magic with a bad version, and an unknown frame type.
+    let mut raw = server.raw();
+    raw.write(b"SXFD\x09\x01\0\0\0\0");
+    expect_error(raw.reply(), ErrorCode::UnsupportedVersion);
+    let mut raw = server.raw();
+    raw.write(b"SXFD\x01\x77\0\0\0\0");
+    expect_error(raw.reply(), ErrorCode::BadFrame);
+    // A reply type sent as a request.
+    let mut raw = server.raw();
+    protocol::write_frame(&mut raw.stream, protocol::kind::STORED, &[0; 18]).unwrap();
+    expect_error(raw.reply(), ErrorCode::BadFrame);
+    assert_still_serving(&server, dir.path(), "after-garbage");
+}
+
+#[test]
+fn an_http_request_is_refused_with_a_clear_error() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let mut raw = server.raw();
+    raw.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let m = expect_error(raw.reply(), ErrorCode::BadFrame);
+    assert!(m.contains("not an HTTP server"), "{m}");
+    assert!(raw.is_closed());
+    let mut raw = server.raw();
+    raw.write(b"POST /upload HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n");
+    expect_error(raw.reply(), ErrorCode::BadFrame);
+    assert_still_serving(&server, dir.path(), "after-http");
+}
+
+#[test]
+fn an_oversized_length_prefix_is_refused_before_allocation() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    for (frame_type, len) in [
+        (protocol::kind::UPLOAD, u32::MAX),
+        (protocol::kind::AUTH, protocol::MAX_CONTROL_BODY + 1),
+        (protocol::kind::DATA, protocol::MAX_DATA_BODY + 1),
+        (protocol::kind::LIST, 0x4000_0000),
+    ] {
+        let mut raw = server.raw();
+        let mut header = b"SXFD\x01".to_vec();
+        header.push(frame_type);
+        header.extend_from_slice(&len.to_be_bytes());
+        raw.write(&header);
+        let m = expect_error(raw.reply(), ErrorCode::FrameTooLarge);
+        assert!(m.contains(&len.to_string()), "{m}");
+        assert!(raw.is_closed());
+    }
+    // An upload announcing more than the server accepts is refused before any data.
+    let mut raw = server.raw();
+    let r = raw.request(&Request::Upload(u64::MAX));
+    expect_error(r, ErrorCode::TooLarge);
+    assert_still_serving(&server, dir.path(), "after-oversized");
+}
+
+#[test]
+fn fifty_stalled_clients_are_cut_off_and_block_no_one() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &["--idle-timeout", "3s"]);
+    let started = Instant::now();
+    let mut stalled: Vec<_> = (0..50)
+        .map(|_| {
+            let mut s = Raw::bare(&server.addr);
+            s.write_all(b"S").unwrap();
+            s
+        })
+        .collect();
+    // While all fifty hang on to their connections, an honest round trip works.
+    assert_still_serving(&server, dir.path(), "during-stall");
+    let honest_took = started.elapsed();
+    assert!(
+        honest_took < Duration::from_secs(3),
+        "honest client waited {honest_took:?}"
+    );
+    // Each staller gets HELLO, then IDLE_TIMEOUT, then the connection closes.
+    for s in &mut stalled {
+        assert!(matches!(read_reply(s), Some(Reply::Hello(_))));
+        match read_reply(s) {
+            Some(Reply::Error { code, .. }) => assert_eq!(code, ErrorCode::IdleTimeout),
+            other => panic!("expected idle-timeout, got {other:?}"),
+        }
+        assert!(read_reply(s).is_none());
+    }
+    let cut_after = started.elapsed();
+    assert!(cut_after < Duration::from_secs(8), "{cut_after:?}");
+    assert!(server.wait_for_count("idle-timeout", 50, Duration::from_secs(5)));
+}
+
+#[test]
+fn a_client_sending_one_byte_at_a_time_hits_the_total_deadline() {
+    let dir = tempdir();
+    let server = Server::start(
+        &dir.path().join("store"),
+        &["--idle-timeout", "1s", "--total-timeout", "2s"],
+    );
+    let mut raw = server.raw();
+    let started = Instant::now();
+    // A valid LIST frame, one byte every 300 ms, forever.
+    let frame: Vec<u8> = {
+        let mut v = Vec::new();
+        protocol::write_request(&mut v, &Request::List).unwrap();
+        v
+    };
+    let mut cut = false;
+    for b in frame.iter().cycle().take(40) {
+        if raw.stream.write_all(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let _ = cut;
+    // Whatever was answered before, the last word is DEADLINE and then a close.
+    let mut last = None;
+    while let Some(r) = read_reply(&mut raw.stream) {
+        last = Some(r);
+    }
+    let m = expect_error(last.expect("an error frame"), ErrorCode::Deadline);
+    assert!(m.contains("time limit"), "{m}");
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+#[test]
+fn list_get_delete_and_wait_need_authentication() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "private", 0);
+    let id = MessageId::parse(&server.send_ok(&msg)).unwrap();
+    let mut raw = server.raw();
+    for r in [
+        Request::List,
+        Request::Get(id),
+        Request::Delete(id),
+        Request::Wait(1),
+    ] {
+        let m = expect_error(raw.request(&r), ErrorCode::AuthRequired);
+        assert!(m.contains("authenticate"), "{m}");
+    }
+    // A failed AUTH leaves the connection unauthenticated.
+    let c = raw.request(&Request::Challenge);
+    assert!(matches!(c, Reply::Challenge(_)));
+    expect_error(raw.request(&Request::List), ErrorCode::AuthRequired);
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{id}.sxf")]);
+}
+
+/// A valid AUTH for `who` on `raw`'s connection.
+fn auth_for(raw: &mut Raw, who: &str) -> protocol::AuthRequest {
+    let nonce = match raw.request(&Request::Challenge) {
+        Reply::Challenge(n) => n,
+        other => panic!("{other:?}"),
+    };
+    let peer: SocketAddr = raw.stream.peer_addr().unwrap();
+    client::sign_statement(&private_key(who), raw.hello.server_id, peer, nonce).unwrap()
+}
+
+#[test]
+fn the_wrong_key_cannot_open_a_mailbox() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "for bob only", 0);
+    let id = server.send_ok(&msg);
+    let bob = fingerprint("bob");
+
+    // Alice signs a statement naming bob's mailbox, with her own key.
+    let mut raw = server.raw();
+    let mut a = auth_for(&mut raw, "alice");
+    a.statement.mailbox = *bob.as_bytes();
+    let sig = sxf::crypto::sign(
+        &mut rand::rngs::SysRng,
+        private_key("alice").key(),
+        &a.statement.to_bytes(),
+    )
+    .unwrap();
+    a.signature = sig;
+    let m = expect_error(raw.request(&Request::Auth(a)), ErrorCode::AuthFailed);
+    assert!(m.contains("not the key of mailbox"), "{m}");
+    expect_error(raw.request(&Request::List), ErrorCode::AuthRequired);
+
+    // Bob's public key with alice's signature.
+    let mut raw = server.raw();
+    let mut a = auth_for(&mut raw, "alice");
+    a.statement.mailbox = *bob.as_bytes();
+    a.spki = sxf::keys::load_public_key(&key("bob.pub"))
+        .unwrap()
+        .spki_der()
+        .to_vec();
+    let m = expect_error(raw.request(&Request::Auth(a)), ErrorCode::AuthFailed);
+    assert!(m.contains("signature does not verify"), "{m}");
+
+    // A key sxf refuses (1024 bits) is refused as a key.
+    let mut raw = server.raw();
+    let mut a = auth_for(&mut raw, "bob");
+    a.spki = vec![0x30, 0x03, 0x02, 0x01, 0x00];
+    expect_error(raw.request(&Request::Auth(a)), ErrorCode::AuthFailed);
+
+    // Three failures close the connection.
+    let mut raw = server.raw();
+    for _ in 0..3 {
+        let mut a = auth_for(&mut raw, "bob");
+        a.signature[0] ^= 1;
+        expect_error(raw.request(&Request::Auth(a)), ErrorCode::AuthFailed);
+    }
+    assert!(raw.is_closed());
+
+    // Through the CLI: alice fetches her own (empty) mailbox, never bob's.
+    let out = dir.path().join("alice-in");
+    let o = server.fetch("alice", &out, &[]);
+    assert!(o.status.success());
+    assert!(saved_archives(&out).is_empty());
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{id}.sxf")]);
+    // Mallory's PKCS#1 key authenticates for her own mailbox.
+    let o = server.fetch("mallory", &dir.path().join("m-in"), &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_statement_for_another_server_fails() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    // Another server id.
+    let mut raw = server.raw();
+    let mut a = auth_for(&mut raw, "bob");
+    a.statement.server_id[0] ^= 0xff;
+    a.signature = sxf::crypto::sign(
+        &mut rand::rngs::SysRng,
+        private_key("bob").key(),
+        &a.statement.to_bytes(),
+    )
+    .unwrap();
+    let m = expect_error(raw.request(&Request::Auth(a)), ErrorCode::WrongServer);
+    assert!(m.contains("server id"), "{m}");
+    // Another address (what a relaying server would present).
+    let mut raw = server.raw();
+    let mut a = auth_for(&mut raw, "bob");
+    a.statement
+        .server_addr
+        .set_port(a.statement.server_addr.port().wrapping_add(1));
+    a.signature = sxf::crypto::sign(
+        &mut rand::rngs::SysRng,
+        private_key("bob").key(),
+        &a.statement.to_bytes(),
+    )
+    .unwrap();
+    let m = expect_error(raw.request(&Request::Auth(a)), ErrorCode::WrongServer);
+    assert!(m.contains("server address"), "{m}");
+    // A client that pins another server id refuses the server: exit 1.
+    let o = server.fetch(
+        "bob",
+        &dir.path().join("in"),
+        &["--server-id", &"00".repeat(32)],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not the expected"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Pinning the right id works.
+    let id = hex::encode(raw.hello.server_id);
+    let o = server.fetch("bob", &dir.path().join("in"), &["--server-id", &id]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_replayed_challenge_response_is_refused() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let mut first = server.raw();
+    let auth = auth_for(&mut first, "bob");
+    assert_eq!(first.request(&Request::Auth(auth.clone())), Reply::Ok);
+    assert!(matches!(first.request(&Request::List), Reply::List { .. }));
+    // Again on the same connection: the challenge was single-use.
+    let m = expect_error(
+        first.request(&Request::Auth(auth.clone())),
+        ErrorCode::ChallengeInvalid,
+    );
+    assert!(m.contains("single-use"), "{m}");
+    expect_error(first.request(&Request::List), ErrorCode::AuthRequired);
+    // On a new connection with a fresh challenge outstanding.
+    let mut second = server.raw();
+    assert!(matches!(
+        second.request(&Request::Challenge),
+        Reply::Challenge(_)
+    ));
+    let m = expect_error(
+        second.request(&Request::Auth(auth.clone())),
+        ErrorCode::ChallengeInvalid,
+    );
+    assert!(m.contains("replayed"), "{m}");
+    // On a new connection with no challenge at all.
+    let mut third = server.raw();
+    expect_error(
+        third.request(&Request::Auth(auth)),
+        ErrorCode::ChallengeInvalid,
+    );
+    expect_error(third.request(&Request::List), ErrorCode::AuthRequired);
+}
+
+#[test]
+fn a_stale_challenge_is_refused() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &["--challenge-ttl", "500ms"]);
+    let mut raw = server.raw();
+    let auth = auth_for(&mut raw, "bob");
+    std::thread::sleep(Duration::from_millis(800));
+    let m = expect_error(
+        raw.request(&Request::Auth(auth)),
+        ErrorCode::ChallengeInvalid,
+    );
+    assert!(m.contains("expired"), "{m}");
+    let auth = auth_for(&mut raw, "bob");
+    assert_eq!(raw.request(&Request::Auth(auth)), Reply::Ok);
+}
+
+#[test]
+fn mailbox_and_message_ids_like_dotdot_never_reach_the_filesystem() {
+    let dir = tempdir();
+    let store = dir.path().join("store");
+    let server = Server::start(&store, &[]);
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "x", 0);
+    let id = server.send_ok(&msg);
+    // A mailbox field of "../x" (padded to its fixed 32 bytes).
+    let mut raw = server.raw();
+    let mut a = auth_for(&mut raw, "bob");
+    let mut evil = [0u8; 32];
+    evil[..4].copy_from_slice(b"../x");
+    a.statement.mailbox = evil;
+    a.signature = sxf::crypto::sign(
+        &mut rand::rngs::SysRng,
+        private_key("bob").key(),
+        &a.statement.to_bytes(),
+    )
+    .unwrap();
+    expect_error(raw.request(&Request::Auth(a)), ErrorCode::AuthFailed);
+    // A GET / DELETE whose id is "../x" or a long path: a malformed body, closed.
+    for (t, body) in [
+        (protocol::kind::GET, &b"../x"[..]),
+        (protocol::kind::DELETE, &b"../../../../../../etc/passwd"[..]),
+    ] {
+        let mut raw = server.raw();
+        let auth = auth_for(&mut raw, "bob");
+        assert_eq!(raw.request(&Request::Auth(auth)), Reply::Ok);
+        protocol::write_frame(&mut raw.stream, t, body).unwrap();
+        expect_error(raw.reply(), ErrorCode::BadFrame);
+        assert!(raw.is_closed());
+    }
+    // An id that parses but names nothing.
+    let mut raw = server.raw();
+    let auth = auth_for(&mut raw, "bob");
+    assert_eq!(raw.request(&Request::Auth(auth)), Reply::Ok);
+    let mut weird = [b'.'; 16];
+    weird[2] = b'/';
+    expect_error(
+        raw.request(&Request::Get(MessageId(weird))),
+        ErrorCode::NotFound,
+    );
+    expect_error(
+        raw.request(&Request::Delete(MessageId(weird))),
+        ErrorCode::NotFound,
+    );
+    // Nothing new appeared anywhere in or beside the store.
+    let mut top: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["commit", "lock", "mailboxes", "server-id", "tmp"]);
+    assert!(!dir.path().join("x").exists());
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{id}.sxf")]);
+}
+
+#[test]
+fn a_non_sxf_or_tampered_upload_is_refused() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let junk = dir.path().join("notes.txt");
+    std::fs::write(&junk, "just some text, not an archive\n").unwrap();
+    let o = server.send(&junk);
+    assert_eq!(o.status.code(), Some(2));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("not-sxf") && e.contains("not an sxf archive"),
+        "{e}"
+    );
+
+    let good = seal(dir.path(), "good.sxf", &["bob"], "original", 5000);
+    let bytes = read(&good);
+    // One flipped byte inside the payload: the digest check fails.
+    let mut t = bytes.clone();
+    t[bytes.len() / 3] ^= 0x01;
+    let tampered = dir.path().join("tampered.sxf");
+    std::fs::write(&tampered, t).unwrap();
+    let o = server.send(&tampered);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("not-sxf"), "{}", text(&o.stderr));
+    // Truncated.
+    let cut = dir.path().join("cut.sxf");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let o = server.send(&cut);
+    assert_eq!(o.status.code(), Some(2));
+    // Nothing was filed, nothing is left in tmp.
+    assert!(server.mailbox_files("bob").is_empty());
+    assert!(server.tmp_files().is_empty());
+    assert_still_serving(&server, dir.path(), "after-junk");
+}
+
+#[test]
+fn an_over_quota_upload_is_refused_whole() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &["--mailbox-quota", "6k"]);
+    let m1 = seal(dir.path(), "1.sxf", &["bob"], "one", 0);
+    let len = read(&m1).len();
+    assert!(len > 2000 && len < 3000, "archive size {len}");
+    server.send_ok(&m1);
+    server.send_ok(&seal(dir.path(), "2.sxf", &["bob"], "two", 0));
+    let o = server.send(&seal(dir.path(), "3.sxf", &["bob"], "three", 0));
+    assert_eq!(o.status.code(), Some(2));
+    let e = text(&o.stderr);
+    assert!(e.contains("over-quota") && e.contains("quota"), "{e}");
+    assert!(
+        e.contains(&fingerprint("bob").to_string()),
+        "names the mailbox: {e}"
+    );
+    // A message to bob and dave is refused for both: all or nothing.
+    let o = server.send(&seal(dir.path(), "4.sxf", &["dave", "bob"], "four", 0));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(server.mailbox_files("dave").is_empty());
+    assert_eq!(server.mailbox_files("bob").len(), 2);
+    // Fetching frees the quota.
+    assert!(
+        server
+            .fetch("bob", &dir.path().join("in"), &[])
+            .status
+            .success()
+    );
+    server.send_ok(&seal(dir.path(), "5.sxf", &["bob"], "five", 0));
+}
+
+#[test]
+fn too_large_and_disk_reserve_refusals_are_clear() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &["--max-message-size", "1k"]);
+    let m = seal(dir.path(), "m.sxf", &["bob"], "x", 0);
+    let o = server.send(&m);
+    assert_eq!(o.status.code(), Some(2));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("too-large") && e.contains("at most 1000 bytes"),
+        "{e}"
+    );
+    drop(server);
+
+    let server = Server::start(&dir.path().join("store2"), &["--min-free-space", "1000TiB"]);
+    let o = server.send(&m);
+    assert_eq!(o.status.code(), Some(2));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("disk-full") && e.contains("low on disk space"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_busy_server_says_so() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &["--max-connections", "2"]);
+    let a = server.raw();
+    let b = server.raw();
+    let m = seal(dir.path(), "m.sxf", &["bob"], "x", 0);
+    let o = server.send(&m);
+    assert_eq!(o.status.code(), Some(2));
+    let e = text(&o.stderr);
+    assert!(e.contains("busy"), "{e}");
+    let mut s = Raw::bare(&server.addr);
+    expect_error(read_reply(&mut s).unwrap(), ErrorCode::Busy);
+    drop((a, b));
+    // Once the slots free up, sending works again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = server.send(&m);
+        if o.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&o.stderr));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// --------------------------------------------------------------------- faults
+
+/// Starts an upload of `archive` on a raw connection and sends only `part` bytes.
+fn partial_upload(server: &Server, archive: &std::path::Path, part: usize) -> Raw {
+    let bytes = read(archive);
+    let mut raw = server.raw();
+    assert_eq!(raw.request(&Request::Upload(bytes.len() as u64)), Reply::Ok);
+    for chunk in bytes[..part].chunks(protocol::MAX_DATA_BODY as usize) {
+        protocol::write_request(&mut raw.stream, &Request::Data(chunk.to_vec())).unwrap();
+    }
+    raw
+}
+
+#[test]
+fn a_client_disconnecting_mid_upload_stores_nothing() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let big = seal(dir.path(), "big.sxf", &["bob"], "big", 300_000);
+    let len = read(&big).len();
+    let raw = partial_upload(&server, &big, len / 2);
+    drop(raw);
+    assert!(
+        server.wait_for_log("nothing stored", Duration::from_secs(10)),
+        "{:?}",
+        server.log()
+    );
+    assert!(server.tmp_files().is_empty(), "{:?}", server.tmp_files());
+    assert!(server.mailbox_files("bob").is_empty());
+    let out = dir.path().join("in");
+    assert!(server.fetch("bob", &out, &[]).status.success());
+    assert!(saved_archives(&out).is_empty());
+}
+
+#[test]
+fn sigkill_mid_upload_then_restart_keeps_every_acknowledged_message() {
+    let dir = tempdir();
+    let mut server = Server::start(&dir.path().join("store"), &[]);
+    let m1 = seal(dir.path(), "1.sxf", &["bob"], "first", 1000);
+    let m2 = seal(dir.path(), "2.sxf", &["bob", "dave"], "second", 2000);
+    let id1 = server.send_ok(&m1);
+    let id2 = server.send_ok(&m2);
+    let big = seal(dir.path(), "big.sxf", &["bob"], "big", 400_000);
+    let raw = partial_upload(&server, &big, 300_000);
+    // Wait until the server has part of it on disk, then crash it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_dir(server.store.join("tmp"))
+        .unwrap()
+        .any(|e| e.unwrap().metadata().unwrap().len() > 0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the partial upload never reached the disk"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill();
+    drop(raw);
+    assert_eq!(server.tmp_files().len(), 1, "the crash left a temp file");
+
+    let server = server.restart();
+    assert!(
+        server.log().iter().any(|l| l.contains("swept 1 temp file")),
+        "{:?}",
+        server.log()
+    );
+    assert!(server.tmp_files().is_empty());
+    let out = dir.path().join("in");
+    let o = server.fetch("bob", &out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let saved = saved_archives(&out);
+    assert_eq!(
+        saved.len(),
+        2,
+        "exactly the two acknowledged messages: {saved:?}"
+    );
+    assert_eq!(read(&out.join(format!("{id1}.sxf"))), read(&m1));
+    assert_eq!(read(&out.join(format!("{id2}.sxf"))), read(&m2));
+    assert_eq!(server.mailbox_files("dave"), vec![format!("{id2}.sxf")]);
+}
+
+#[test]
+fn restart_finishes_committed_filings_and_drops_uncommitted_ones() {
+    // The state a crash between the commit rename and the final renames leaves,
+    // and the state a crash before the commit leaves, made by hand.
+    let dir = tempdir();
+    let store = dir.path().join("store");
+    let mut server = Server::start(&store, &[]);
+    let m = seal(dir.path(), "m.sxf", &["bob", "dave"], "committed", 0);
+    server
+        .terminate(Duration::from_secs(10))
+        .expect("clean stop");
+    let hexfp = |who: &str| fingerprint(who).to_string()["sha256:".len()..].to_owned();
+    let committed = MessageId::generate().unwrap();
+    let uncommitted = MessageId::generate().unwrap();
+    for who in ["bob", "dave"] {
+        let d = store.join("mailboxes").join(hexfp(who));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(&m, d.join(format!(".{committed}.pending"))).unwrap();
+        std::fs::copy(&m, d.join(format!(".{uncommitted}.pending"))).unwrap();
+    }
+    std::fs::copy(&m, store.join("commit").join(format!("{committed}.sxf"))).unwrap();
+
+    let server = Server::start(&store, &[]);
+    let l = server.log().join("\n");
+    assert!(
+        l.contains("finished 2 interrupted filing(s), discarded 2 uncommitted"),
+        "{l}"
+    );
+    for who in ["bob", "dave"] {
+        assert_eq!(
+            server.mailbox_files(who),
+            vec![format!("{committed}.sxf")],
+            "{who}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(store.join("commit")).unwrap().count(), 0);
+    let out = dir.path().join("in");
+    assert!(server.fetch("dave", &out, &[]).status.success());
+    assert_eq!(read(&out.join(format!("{committed}.sxf"))), read(&m));
+}
+
+#[test]
+fn an_interrupted_fetch_loses_nothing_and_never_duplicates() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let m = seal(dir.path(), "m.sxf", &["bob"], "keep me", 50_000);
+    let id = MessageId::parse(&server.send_ok(&m)).unwrap();
+
+    // Downloaded but cut before the DELETE: the message stays.
+    let mut c = Client::connect(&server.addr, &ClientOptions::default()).unwrap();
+    c.authenticate(&private_key("bob")).unwrap();
+    let (entries, more) = c.list().unwrap();
+    assert!(!more);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].id, id);
+    let mut got = Vec::new();
+    c.download(id, &mut got).unwrap();
+    assert_eq!(got, read(&m));
+    drop(c);
+    // Cut in the middle of the download, too.
+    let mut raw = server.raw();
+    let auth = auth_for(&mut raw, "bob");
+    assert_eq!(raw.request(&Request::Auth(auth)), Reply::Ok);
+    assert_eq!(
+        raw.request(&Request::Get(id)),
+        Reply::Get(read(&m).len() as u64)
+    );
+    assert!(matches!(raw.reply(), Reply::Data(_)));
+    drop(raw);
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{id}.sxf")]);
+
+    // A fetch that saved the file but died before its DELETE: the next fetch
+    // deletes it on the server without saving a second copy.
+    // Both downloads above were complete on the server's side (a 50 kB message
+    // fits in the socket buffers), whatever the clients did with them.
+    assert!(
+        server.wait_for_count("downloaded", 2, Duration::from_secs(10)),
+        "{:?}",
+        server.log()
+    );
+    let downloads = server.count_log("downloaded");
+    let out = dir.path().join("in");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join(format!("{id}.sxf")), &got).unwrap();
+    std::fs::write(out.join(".sxf-fetch-leftover.part"), b"partial").unwrap();
+    let o = server.fetch("bob", &out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(e.contains("earlier, interrupted fetch"), "{e}");
+    assert!(e.contains("removed 1 partial download"), "{e}");
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(server.mailbox_files("bob").is_empty());
+    assert!(server.wait_for_log(&format!("deleted {id}"), Duration::from_secs(5)));
+    assert_eq!(
+        server.count_log("downloaded"),
+        downloads,
+        "the last fetch did not download again"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = tempdir();
+    let mut server = Server::start(&dir.path().join("store"), &[]);
+    let id = server.send_ok(&seal(dir.path(), "m.sxf", &["bob"], "x", 0));
+    // An idle connection and a long-polling one are both told, and let go.
+    let mut idle = server.raw();
+    let mut waiting = server.raw();
+    let auth = auth_for(&mut waiting, "dave");
+    assert_eq!(waiting.request(&Request::Auth(auth)), Reply::Ok);
+    protocol::write_request(&mut waiting.stream, &Request::Wait(30)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let status = server.terminate(Duration::from_secs(10)).expect("stops");
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    expect_error(idle.reply(), ErrorCode::ShuttingDown);
+    expect_error(waiting.reply(), ErrorCode::ShuttingDown);
+    let log = server.log();
+    assert!(
+        log.iter().any(|l| l.ends_with("received SIGTERM")),
+        "{log:?}"
+    );
+    assert!(log.iter().any(|l| l.ends_with(" stopped")), "{log:?}");
+    // And the restarted server still has the message.
+    let server = Server::start(&dir.path().join("store"), &[]);
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{id}.sxf")]);
+}
+
+#[test]
+fn a_second_server_on_the_same_store_is_refused() {
+    let dir = tempdir();
+    let _server = Server::start(&dir.path().join("store"), &[]);
+    let o = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        dir.path().join("store").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("in use by another server"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -1,0 +1,412 @@
+//! Shared helpers for the drop-box tests: a guard that runs the real `sxf serve`
+//! binary on 127.0.0.1 with an ephemeral port and kills it on drop, sealing via
+//! the real CLI, and a raw protocol client for hostile tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use sxf::dropbox::protocol::{self, ErrorCode, Hello, Reply, Request};
+
+pub const SXF: &str = env!("CARGO_BIN_EXE_sxf");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A key file by name: alice and bob live in keys/, the rest in tests/keys/.
+pub fn key(name: &str) -> PathBuf {
+    let (stem, ext) = name.split_once('.').expect("name.ext");
+    match stem {
+        "alice" | "bob" => repo().join("keys").join(format!("{stem}.{ext}")),
+        _ => repo().join("tests/keys").join(format!("{stem}.{ext}")),
+    }
+}
+
+pub fn fingerprint(name: &str) -> sxf::keys::Fingerprint {
+    sxf::keys::load_public_key(&key(&format!("{name}.pub")))
+        .unwrap()
+        .fingerprint()
+        .clone()
+}
+
+pub fn private_key(name: &str) -> sxf::keys::PrivateKeyInfo {
+    sxf::keys::load_private_key(&key(&format!("{name}.key")), || {
+        Ok(Some(zeroize::Zeroizing::new(
+            "carol-passphrase".to_string(),
+        )))
+    })
+    .unwrap()
+}
+
+pub fn sxf() -> Command {
+    let mut c = Command::new(SXF);
+    c.env_remove("SXF_PASSPHRASE").stdin(Stdio::null());
+    c
+}
+
+/// Runs sxf and returns its output (never panics on a failed exit).
+pub fn run(args: &[&str]) -> Output {
+    sxf().args(args).output().expect("run sxf")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Seals `message` from alice to `to` (key names) into `dir/name`, optionally
+/// with an attachment of `attach_len` pseudo-random bytes.
+pub fn seal(dir: &Path, name: &str, to: &[&str], message: &str, attach_len: usize) -> PathBuf {
+    seal_from(dir, name, "alice", to, message, attach_len)
+}
+
+pub fn seal_from(
+    dir: &Path,
+    name: &str,
+    from: &str,
+    to: &[&str],
+    message: &str,
+    attach_len: usize,
+) -> PathBuf {
+    let out = dir.join(name);
+    let mut c = sxf();
+    c.args(["seal", "-m", message, "--sign"])
+        .arg(key(&format!("{from}.key")))
+        .arg("-o")
+        .arg(&out);
+    for t in to {
+        c.arg("--to").arg(key(&format!("{t}.pub")));
+    }
+    if attach_len > 0 {
+        let att = dir.join(format!("{name}.bin"));
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ attach_len as u64;
+        let data: Vec<u8> = (0..attach_len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(&att, data).unwrap();
+        c.arg("--attach").arg(&att);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "seal failed: {}", text(&o.stderr));
+    out
+}
+
+/// The real `sxf serve`, killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: String,
+    pub store: PathBuf,
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    pub extra: Vec<String>,
+}
+
+impl Server {
+    pub fn start(store: &Path, extra: &[&str]) -> Server {
+        Self::start_on(store, "127.0.0.1:0", extra)
+    }
+
+    pub fn start_on(store: &Path, listen: &str, extra: &[&str]) -> Server {
+        let mut child = sxf()
+            .args(["serve", "--listen", listen, "--store"])
+            .arg(store)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sxf serve");
+        let stderr = child.stderr.take().unwrap();
+        let log: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
+        let thread_log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let (lines, cv) = &*thread_log;
+                lines.lock().unwrap().push(line);
+                cv.notify_all();
+            }
+            thread_log.0.lock().unwrap().push("<eof>".into());
+            thread_log.1.notify_all();
+        });
+        let mut server = Server {
+            child: Some(child),
+            addr: String::new(),
+            store: store.to_owned(),
+            log,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(
+            server.wait_for_log("listening on ", Duration::from_secs(20)),
+            "server did not start: {:?}",
+            server.log()
+        );
+        let first = server.log()[0].clone();
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line must be the listening line, got {first:?}"));
+        assert!(!addr.ends_with(":0"), "the real port is reported");
+        server.addr = addr.to_owned();
+        // The store report follows the listening line.
+        assert!(
+            server.wait_for_log(" limits: ", Duration::from_secs(20)),
+            "{:?}",
+            server.log()
+        );
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// Waits until some log line contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (lines, cv) = &*self.log;
+        let mut g = lines.lock().unwrap();
+        loop {
+            if g.iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline || g.last().is_some_and(|l| l == "<eof>") {
+                return false;
+            }
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits until at least `n` log lines contain `needle`.
+    pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (lines, cv) = &*self.log;
+        let mut g = lines.lock().unwrap();
+        loop {
+            if g.iter().filter(|l| l.contains(needle)).count() >= n {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline || g.last().is_some_and(|l| l == "<eof>") {
+                return false;
+            }
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait up to `timeout` for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a new server on the same store with the same options.
+    pub fn restart(&mut self) -> Server {
+        self.kill();
+        let extra: Vec<&str> = self.extra.iter().map(|s| s.as_str()).collect();
+        Server::start(&self.store, &extra)
+    }
+
+    /// `sxf send FILE --server ADDR`.
+    pub fn send(&self, file: &Path) -> Output {
+        sxf()
+            .arg("send")
+            .arg(file)
+            .args(["--server", &self.addr])
+            .output()
+            .unwrap()
+    }
+
+    /// Sends and returns the printed message id.
+    pub fn send_ok(&self, file: &Path) -> String {
+        let o = self.send(file);
+        assert!(o.status.success(), "send failed: {}", text(&o.stderr));
+        let id = text(&o.stdout).trim().to_owned();
+        assert_eq!(id.len(), 32, "message id: {id:?}");
+        id
+    }
+
+    /// `sxf fetch --server ADDR --key KEY --out-dir DIR [extra]`.
+    pub fn fetch(&self, who: &str, out: &Path, extra: &[&str]) -> Output {
+        let mut c = sxf();
+        c.args(["fetch", "--server", &self.addr, "--key"])
+            .arg(key(&format!("{who}.key")))
+            .arg("--out-dir")
+            .arg(out)
+            .args(extra);
+        if who == "carol" {
+            c.env("SXF_PASSPHRASE", "carol-passphrase");
+        }
+        c.output().unwrap()
+    }
+
+    /// Files waiting in a mailbox, straight from the store directory.
+    pub fn mailbox_files(&self, who: &str) -> Vec<String> {
+        let fp = fingerprint(who).to_string();
+        let dir = self.store.join("mailboxes").join(&fp["sha256:".len()..]);
+        let mut v: Vec<String> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        v.sort();
+        v
+    }
+
+    pub fn tmp_files(&self) -> Vec<String> {
+        std::fs::read_dir(self.store.join("tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// A raw connection that has read the HELLO.
+    pub fn raw(&self) -> Raw {
+        Raw::connect(&self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Files in `dir` named `<32 hex>.sxf`, sorted.
+pub fn saved_archives(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().path())
+                .filter(|p| {
+                    p.extension().is_some_and(|e| e == "sxf")
+                        && p.file_stem().is_some_and(|s| s.len() == 32)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A raw protocol connection, for hostile clients.
+pub struct Raw {
+    pub stream: TcpStream,
+    pub hello: Hello,
+}
+
+impl Raw {
+    pub fn connect(addr: &str) -> Raw {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut raw = Raw {
+            stream,
+            hello: Hello {
+                server_id: [0; 32],
+                max_message_size: 0,
+                max_wait_secs: 0,
+            },
+        };
+        match raw.reply() {
+            Reply::Hello(h) => raw.hello = h,
+            other => panic!("expected HELLO, got {other:?}"),
+        }
+        raw
+    }
+
+    /// Connects without reading anything.
+    pub fn bare(addr: &str) -> TcpStream {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s
+    }
+
+    pub fn reply(&mut self) -> Reply {
+        read_reply(&mut self.stream).expect("a reply frame")
+    }
+
+    pub fn request(&mut self, r: &Request) -> Reply {
+        protocol::write_request(&mut self.stream, r).unwrap();
+        self.reply()
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// True when the server closed the connection (reads end or reset).
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+pub fn read_reply(s: &mut impl Read) -> Option<Reply> {
+    let frame = protocol::read_frame(s).ok()?;
+    Reply::decode(frame).ok()
+}
+
+/// Asserts that `r` is an ERROR with `code`, and returns its sentence.
+#[track_caller]
+pub fn expect_error(r: Reply, code: ErrorCode) -> String {
+    match r {
+        Reply::Error { code: c, message } => {
+            assert_eq!(c, code, "error code (message: {message})");
+            assert!(!message.is_empty(), "every error has a sentence");
+            message
+        }
+        other => panic!("expected error {code:?}, got {other:?}"),
+    }
+}
+
+/// CPU time (user + system) of a process, from /proc, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let utime: f64 = fields[11].parse().unwrap();
+    let stime: f64 = fields[12].parse().unwrap();
+    (utime + stime) / 100.0
+}
