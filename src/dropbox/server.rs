@@ -31,6 +31,8 @@ use super::{Error, ErrorCode as Code};
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Failed AUTH attempts allowed on one connection before it is closed.
 const MAX_AUTH_FAILURES: u32 = 3;
+/// Bytes of read buffer per connection.
+const READ_BUFFER: usize = 8 * 1024;
 /// Write deadline for the final ERROR frame of a connection being closed.
 const LAST_WORD_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -530,8 +532,10 @@ impl<'a> Conn<'a> {
         Conn {
             shared,
             id,
+            // Small: headers and control frames go through it, while DATA bodies
+            // larger than the buffer are read straight into their own vector.
             io: BufReader::with_capacity(
-                protocol::HEADER_LEN + MAX_DATA_BODY as usize,
+                READ_BUFFER,
                 DeadlineStream {
                     stream,
                     idle: shared.config.idle_timeout,
