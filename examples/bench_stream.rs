@@ -64,7 +64,7 @@ fn row(name: &str, samples: &[Sample], mib: u64) {
     let user = median(samples.iter().map(|s| s.user).collect());
     let sys = median(samples.iter().map(|s| s.sys).collect());
     let rss = median(samples.iter().map(|s| s.rss_mib).collect());
-    let gbps = mib as f64 * 1048576.0 / user / 1e9;
+    let gbps = mib as f64 * 1048576.0 / wall / 1e9;
     println!("| {name} | {wall:.2} | {user:.2} | {sys:.2} | {gbps:.2} | {rss:.0} |");
 }
 
@@ -143,7 +143,7 @@ fn main() {
     }
     println!("{mib} MiB attachment, median of {runs} runs, disk to disk");
     println!();
-    println!("| step | wall s | user s | sys s | GB per user-CPU s | peak RSS MiB |");
+    println!("| step | wall s | user s | sys s | GB/s (wall) | peak RSS MiB |");
     println!("|---|---|---|---|---|---|");
     row("sxf seal", &seal, mib);
     row("openssl enc + HMAC + SHA-256 (reference)", &ossl_seal, mib);

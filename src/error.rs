@@ -45,6 +45,9 @@ pub enum Error {
     /// The caller asked for something impossible (nothing to seal, output exists...).
     #[error("{0}")]
     Usage(String),
+    /// Stopped by the caller's stop flag (Ctrl-C); nothing was left behind.
+    #[error("interrupted; nothing was written")]
+    Interrupted,
     #[error("{context}: {source}")]
     Io {
         context: String,

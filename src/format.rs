@@ -449,11 +449,13 @@ const MAX_CENTRAL_DIRECTORY_LEN: u64 = 1024;
 const LOCAL_HEADER_LEN: usize = 30;
 const CENTRAL_HEADER_LEN: usize = 46;
 
-/// An extra field is allowed only on payload.bin, and only a single ZIP64 field.
-fn extra_allowed(index: usize, extra: &[u8]) -> bool {
+/// The only extra field allowed is a single ZIP64 field: on payload.bin's local
+/// header (its sizes), and on any central header (sizes or, past 4 GiB, offsets).
+fn extra_allowed(local_index: Option<usize>, extra: &[u8]) -> bool {
     extra.is_empty()
-        || (index == 1
+        || (local_index.is_none_or(|i| i == 1)
             && extra.len() >= 4
+            && extra.len() <= 4 + 28
             && le16(&extra[0..]) == 0x0001
             && le16(&extra[2..]) as usize == extra.len() - 4)
 }
@@ -486,7 +488,7 @@ fn check_raw_headers(
                 ENTRY_ORDER[i]
             )));
         }
-        if !extra_allowed(i, &rest[name_len..]) {
+        if !extra_allowed(Some(i), &rest[name_len..]) {
             return Err(malformed(format!(
                 "unexpected extra field in {}",
                 ENTRY_ORDER[i]
@@ -497,7 +499,7 @@ fn check_raw_headers(
     file.seek(SeekFrom::Start(cd_offset))?;
     file.read_exact(&mut cd)?;
     let mut pos = 0usize;
-    for (i, name) in ENTRY_ORDER.iter().enumerate() {
+    for name in ENTRY_ORDER.iter() {
         let h = cd
             .get(pos..pos + CENTRAL_HEADER_LEN)
             .ok_or_else(|| malformed("truncated central directory"))?;
@@ -519,7 +521,7 @@ fn check_raw_headers(
         let extra = cd
             .get(pos + CENTRAL_HEADER_LEN + n..pos + CENTRAL_HEADER_LEN + n + e)
             .ok_or_else(|| malformed("truncated central directory"))?;
-        if !extra_allowed(i, extra) {
+        if !extra_allowed(None, extra) {
             return Err(malformed(format!("unexpected extra field in {name}")));
         }
         pos += CENTRAL_HEADER_LEN + n + e + c;

@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use pkcs8::der::pem;
@@ -277,12 +277,24 @@ fn read_pem(path: &Path) -> Result<(Zeroizing<String>, PemKind), KeyError> {
             reason: "file is too large to be a key".into(),
         });
     }
-    let bytes = Zeroizing::new(fs::read(path).map_err(read_err)?);
-    let text = Zeroizing::new(
-        String::from_utf8(bytes.to_vec()).map_err(|_| KeyError::Parse {
+    // Read at most one byte past the cap, so a FIFO cannot feed more.
+    let mut bytes = Zeroizing::new(Vec::new());
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(KeyError::Parse {
             path: path.to_owned(),
-            reason: "not a PEM text file".into(),
-        })?,
+            reason: "file is too large to be a key".into(),
+        });
+    }
+    let text = Zeroizing::new(
+        std::str::from_utf8(&bytes)
+            .map_err(|_| KeyError::Parse {
+                path: path.to_owned(),
+                reason: "not a PEM text file".into(),
+            })?
+            .to_owned(),
     );
     let label = pem::decode_label(text.as_bytes()).map_err(|_| KeyError::Parse {
         path: path.to_owned(),

@@ -25,12 +25,42 @@ pub mod seal;
 
 pub use error::Error;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 /// Progress of a long operation, reported in bytes. The library calls it; the
 /// binary decides whether to draw anything.
 pub trait Progress {
     fn begin(&mut self, _what: &str, _total: u64) {}
     fn advance(&mut self, _bytes: u64) {}
     fn end(&mut self) {}
+    /// A flag the caller sets (on Ctrl-C, say) to stop a seal or open at the next
+    /// chunk. The operation then fails with [`Error::Interrupted`] and cleans up
+    /// exactly as for any other error: nothing is left behind.
+    fn stop_flag(&self) -> Option<Arc<AtomicBool>> {
+        None
+    }
+}
+
+/// Wraps a reader so that it fails once the stop flag is set.
+pub(crate) struct Stoppable<R> {
+    pub(crate) inner: R,
+    pub(crate) flag: Option<Arc<AtomicBool>>,
+}
+
+impl<R> Stoppable<R> {
+    pub(crate) fn stopped(flag: &Option<Arc<AtomicBool>>) -> bool {
+        flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Stoppable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Self::stopped(&self.flag) {
+            return Err(std::io::Error::other("interrupted"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// Reports nothing.

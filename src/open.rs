@@ -129,7 +129,11 @@ fn check_payload(
     progress: &mut dyn Progress,
 ) -> Result<(), Error> {
     progress.begin("verifying", manifest.manifest.payload.length);
-    let reader = container.payload_reader()?;
+    let stop = progress.stop_flag();
+    let reader = crate::Stoppable {
+        inner: container.payload_reader()?,
+        flag: stop.clone(),
+    };
     let result = crypto::check_stream(
         reader,
         &manifest.payload_sha256,
@@ -143,6 +147,9 @@ fn check_payload(
             "payload.bin differs from what the manifest commits to".into(),
         )),
         Err(StreamCheckError::Mac) => Err(Error::CannotDecrypt),
+        Err(StreamCheckError::Io(_)) if crate::Stoppable::<()>::stopped(&stop) => {
+            Err(Error::Interrupted)
+        }
         Err(StreamCheckError::Io(e)) => Err(crate::format::FormatError::Io(e).into()),
     }
 }
@@ -206,6 +213,7 @@ pub fn open(
     };
     let staging = tempfile::Builder::new()
         .prefix(".sxf-open-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(parent)
         .map_err(|e| Error::io(format!("creating a directory in {}", parent.display()), e))?;
     let mut sink = DirSink {
@@ -216,10 +224,14 @@ pub fn open(
     //    The MAC is computed again over the bytes actually decrypted, so a file
     //    changed after step 7 is caught before anything is published.
     progress.begin("decrypting", manifest.manifest.payload.length);
+    let stop = progress.stop_flag();
     let mut decrypted = DecryptReader::new(
         MacReader::new(
             ProgressReader {
-                inner: container.payload_reader()?,
+                inner: crate::Stoppable {
+                    inner: container.payload_reader()?,
+                    flag: stop.clone(),
+                },
                 progress: &mut *progress,
             },
             &content_key,
@@ -237,6 +249,9 @@ pub fn open(
         Err(_) => Err(crypto::DecryptFailure),
     };
     progress.end();
+    if crate::Stoppable::<()>::stopped(&stop) {
+        return Err(Error::Interrupted);
+    }
     match result {
         Ok(_) => {}
         Err(PayloadError::Io(e)) if crypto::is_decrypt_failure(&e) => {
@@ -289,7 +304,10 @@ struct DirSink {
 
 impl DirSink {
     fn create(&self, name: &str) -> io::Result<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Decrypted files are private: the directory is 0700 and the files 0600.
         fs::OpenOptions::new()
+            .mode(0o600)
             .write(true)
             .create_new(true)
             .open(self.dir.join(name))

@@ -62,7 +62,6 @@ pub struct FileEntry {
 #[serde(deny_unknown_fields)]
 pub struct Index {
     pub message_length: u64,
-    #[serde(default)]
     pub files: Vec<FileEntry>,
 }
 
@@ -99,6 +98,36 @@ impl PayloadPlan {
         out.extend_from_slice(index.as_bytes());
         out.extend_from_slice(self.message.as_bytes());
         out
+    }
+
+    /// Checks the plan against the caps a reader enforces, so that sxf never seals
+    /// what it would refuse to open.
+    pub fn check_limits(&self) -> Result<(), String> {
+        if self.message.len() as u64 > MAX_MESSAGE_LEN {
+            return Err(format!(
+                "the message is {} bytes; the limit is {MAX_MESSAGE_LEN} (attach large text as a file)",
+                self.message.len()
+            ));
+        }
+        if self.files.len() > MAX_FILES {
+            return Err(format!(
+                "{} files; the limit is {MAX_FILES}",
+                self.files.len()
+            ));
+        }
+        for f in &self.files {
+            if f.entry.name.is_empty() || f.entry.name.len() > MAX_NAME_LEN {
+                return Err(format!(
+                    "the file name {:?} is empty or too long",
+                    f.entry.name
+                ));
+            }
+        }
+        let index_len = toml::to_string(&self.index()).map_or(0, |s| s.len()) as u64;
+        if index_len > MAX_INDEX_LEN {
+            return Err("the list of files is too large; seal fewer files".into());
+        }
+        Ok(())
     }
 
     /// Total plaintext length.
@@ -278,6 +307,19 @@ pub fn read_payload(
     Ok(index)
 }
 
+/// Shortens a display name to at most [`MAX_NAME_LEN`] bytes, on a character
+/// boundary, keeping it non-empty.
+pub fn clamp_name(name: &str) -> String {
+    let mut end = name.len().min(MAX_NAME_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    match &name[..end] {
+        "" => "file".to_owned(),
+        short => short.to_owned(),
+    }
+}
+
 /// The file `open` writes the message to; no attached file may take this name.
 pub const RESERVED_MESSAGE_NAME: &str = "message.txt";
 
@@ -314,6 +356,7 @@ pub fn safe_file_name(name: &str, index: usize) -> String {
     while out.len() > 100 {
         out.pop();
     }
+    out = out.trim_end_matches([' ', '.']).to_owned();
     if out.is_empty() || out.chars().all(|c| c == '_') {
         out = format!("file-{}", index + 1);
     }

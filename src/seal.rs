@@ -20,7 +20,7 @@ use crate::format::{
 };
 use crate::images::{ImageOptions, process_image};
 use crate::keys::{Fingerprint, PrivateKeyInfo, PublicKeyInfo};
-use crate::payload::{FileEntry, FileKind, PayloadPlan, PlannedFile, Source};
+use crate::payload::{FileEntry, FileKind, PayloadPlan, PlannedFile, Source, clamp_name};
 
 /// What to seal and for whom.
 pub struct SealRequest<'a> {
@@ -147,7 +147,7 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         });
         files.push(PlannedFile {
             entry: FileEntry {
-                name: img.file_name,
+                name: clamp_name(&img.file_name),
                 media_type: img.media_type,
                 kind: FileKind::Image,
                 length: img.bytes.len() as u64,
@@ -167,7 +167,7 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         attachments.push((path.clone(), meta.len()));
         files.push(PlannedFile {
             entry: FileEntry {
-                name: file_name_of(path),
+                name: clamp_name(&file_name_of(path)),
                 media_type: guess_media_type(path).into(),
                 kind: FileKind::Attachment,
                 length: meta.len(),
@@ -179,6 +179,7 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         message: req.message,
         files,
     };
+    plan.check_limits().map_err(Error::Usage)?;
     let plaintext_len = plan.len();
 
     // Keys: one content key, wrapped to each recipient.
@@ -214,6 +215,11 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
             .map_err(write_err)?;
     let header = mac_header(req.sender.fingerprint(), &recipient_fps);
     progress.begin("sealing", plaintext_len);
+    let stop = progress.stop_flag();
+    let plaintext = crate::Stoppable {
+        inner: plan.into_reader(),
+        flag: stop.clone(),
+    };
     let digests = {
         let payload_out = writer
             .start_payload(crypto::sealed_len(plaintext_len))
@@ -222,11 +228,17 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
             &content_key,
             &iv,
             &header,
-            plan.into_reader(),
+            plaintext,
             payload_out,
             &mut |n| progress.advance(n),
         )
-        .map_err(|e| Error::io("sealing", e))?
+        .map_err(|e| {
+            if crate::Stoppable::<()>::stopped(&stop) {
+                Error::Interrupted
+            } else {
+                Error::io("sealing", e)
+            }
+        })?
     };
     progress.end();
 

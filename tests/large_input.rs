@@ -102,3 +102,53 @@ fn large_attachment_is_streamed_in_bounded_memory() {
     assert!(seal_rss < RSS_LIMIT_KIB, "seal peak RSS {seal_rss} KiB");
     assert!(open_rss < RSS_LIMIT_KIB, "open peak RSS {open_rss} KiB");
 }
+
+/// Past 4 GiB the container needs ZIP64 (sizes of payload.bin, offsets of the
+/// entries after it, the ZIP64 end records). Slow and disk-hungry (about 9 GB
+/// written), so it runs on request:
+/// `cargo test --release --test large_input -- --ignored`.
+#[test]
+#[ignore]
+fn archives_over_4_gib_use_zip64_and_still_open() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let big = dir.path().join("huge.bin");
+    File::create(&big)
+        .unwrap()
+        .set_len((4u64 << 30) + (300 << 20))
+        .unwrap();
+    let archive = dir.path().join("huge.sxf");
+    let out = dir.path().join("opened");
+    let sxf = |args: &[&str]| {
+        let status = Command::new(env!("CARGO_BIN_EXE_sxf"))
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "sxf {args:?}");
+    };
+    let p = |x: &Path| x.to_str().unwrap().to_owned();
+    let (alice_key, alice_pub) = (p(&repo("keys/alice.key")), p(&repo("keys/alice.pub")));
+    let (bob_key, bob_pub) = (p(&repo("keys/bob.key")), p(&repo("keys/bob.pub")));
+    sxf(&[
+        "seal",
+        "--to",
+        &bob_pub,
+        "--sign",
+        &alice_key,
+        "--attach",
+        &p(&big),
+        "-o",
+        &p(&archive),
+    ]);
+    sxf(&["verify", &p(&archive), "--from", &alice_pub]);
+    sxf(&[
+        "open",
+        &p(&archive),
+        "--key",
+        &bob_key,
+        "--from",
+        &alice_pub,
+        "-o",
+        &p(&out),
+    ]);
+    assert_eq!(sha256_file(&out.join("huge.bin")), sha256_file(&big));
+}

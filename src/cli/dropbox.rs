@@ -273,7 +273,7 @@ impl Opener<'_> {
             );
             return;
         }
-        if let Err(e) = super::open_and_report(&f.path, self.key, Some(from), &out) {
+        if let Err(e) = super::open_and_report(&f.path, self.key, Some(from), &out, false) {
             eprintln!("sxf: {}", super::describe(&e));
             if self.first_rejection.is_none() {
                 self.first_rejection = Some(e);

@@ -233,7 +233,7 @@ pub fn describe(err: &anyhow::Error) -> String {
     sentence
         .chars()
         .map(|c| {
-            if c.is_control() {
+            if c.is_control() || is_bidi_control(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -245,10 +245,16 @@ pub fn describe(err: &anyhow::Error) -> String {
 /// Makes a decrypted message safe to print on a terminal: control characters other
 /// than newline and tab are shown as U+FFFD, so a sender cannot drive the
 /// recipient's terminal with escape sequences. The file on disk is unchanged.
+/// Bidirectional overrides and isolates, which can make text read differently
+/// from what it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 fn terminal_safe(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
+            if (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c) {
                 '\u{FFFD}'
             } else {
                 c
@@ -405,12 +411,17 @@ fn warn_any_sender(fp: &keys::Fingerprint) {
     );
 }
 
+/// The archive's name without `.sxf`, reduced to a plain, visible file name: the
+/// name comes from whoever sent the file, so `.ssh.sxf` must not open into `.ssh`.
 fn default_out_dir(file: &Path) -> Result<PathBuf> {
     let stem = file
         .file_stem()
         .filter(|s| !s.is_empty())
         .context("cannot name an output directory after this file; give -o DIR")?;
-    Ok(PathBuf::from(stem))
+    Ok(PathBuf::from(sxf::payload::safe_file_name(
+        &stem.to_string_lossy(),
+        0,
+    )))
 }
 
 fn open(a: OpenArgs) -> Result<()> {
@@ -424,22 +435,29 @@ fn open(a: OpenArgs) -> Result<()> {
     }
     let key = a.passphrase.source().load_private_key(&a.key)?;
     debug_assert_eq!(any, from.is_none());
-    open_and_report(&a.file, &key, from.as_ref(), &out_dir)
+    open_and_report(&a.file, &key, from.as_ref(), &out_dir, true)
 }
 
 /// Opens one archive into `out_dir` and reports exactly as `sxf open` does;
-/// `from: None` means `--any-sender`. `sxf fetch --open` shares it.
+/// `from: None` means `--any-sender`. `sxf fetch --open` shares it, with
+/// `own_signals` false so that Ctrl-C keeps its usual meaning in `fetch --watch`.
 pub(crate) fn open_and_report(
     file: &Path,
     key: &PrivateKeyInfo,
     from: Option<&PublicKeyInfo>,
     out_dir: &Path,
+    own_signals: bool,
 ) -> Result<()> {
+    let mut progress = if own_signals {
+        TerminalProgress::new()
+    } else {
+        TerminalProgress::without_signals()
+    };
     let sender = match from {
         Some(k) => ExpectedSender::Key(k),
         None => ExpectedSender::Embedded,
     };
-    let opened = sxf::open::open(file, key, sender, out_dir, &mut TerminalProgress::new())
+    let opened = sxf::open::open(file, key, sender, out_dir, &mut progress)
         .with_context(|| file.display().to_string())?;
     if from.is_none() {
         warn_any_sender(opened.manifest.sender.fingerprint());

@@ -1,7 +1,7 @@
 //! Where passphrases come from: `--passphrase-file`, then `SXF_PASSPHRASE`, then a
 //! terminal prompt, and otherwise a clear error. Passphrases are zeroized on drop.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -40,13 +40,13 @@ impl PassphraseSource {
     /// A passphrase from the file or the environment, if either is given.
     fn given(&self) -> Result<Option<Zeroizing<String>>, KeyError> {
         if let Some(path) = &self.file {
-            let text =
-                Zeroizing::new(
-                    std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-                        path: path.clone(),
-                        source,
-                    })?,
-                );
+            let mut text = Zeroizing::new(String::new());
+            std::fs::File::open(path)
+                .and_then(|f| f.take(4096).read_to_string(&mut text))
+                .map_err(|source| KeyError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
             let first = text.lines().next().unwrap_or("");
             return Ok(Some(Zeroizing::new(first.to_owned())));
         }
