@@ -168,17 +168,11 @@ pub fn mac_header(sender: &Fingerprint, recipients: &[Fingerprint]) -> Vec<u8> {
 }
 
 fn parse_hex32(field: &str, text: &str) -> Result<[u8; 32], FormatError> {
-    let mut out = [0u8; 32];
-    let lower = text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !lower || hex::decode_to_slice(text, &mut out).is_err() {
-        return Err(malformed(format!(
+    crate::parse_lower_hex(text).ok_or_else(|| {
+        malformed(format!(
             "manifest field {field} is not 64 lowercase hex digits"
-        )));
-    }
-    Ok(out)
+        ))
+    })
 }
 
 fn parse_fingerprint(field: &str, text: &str) -> Result<Fingerprint, FormatError> {

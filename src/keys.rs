@@ -84,17 +84,7 @@ impl Fingerprint {
 
     /// Parses the canonical text form: `sha256:` and exactly 64 lowercase hex digits.
     pub fn parse(text: &str) -> Option<Self> {
-        let hex_part = text.strip_prefix(Self::PREFIX)?;
-        if hex_part.len() != 64
-            || !hex_part
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut out).ok()?;
-        Some(Fingerprint(out))
+        crate::parse_lower_hex(text.strip_prefix(Self::PREFIX)?).map(Fingerprint)
     }
 }
 

@@ -42,6 +42,17 @@ pub trait Progress {
     }
 }
 
+/// Parses exactly `2 * N` lowercase hex digits: the one canonical spelling of
+/// digests, fingerprints and ids everywhere in sxf.
+pub(crate) fn parse_lower_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let canonical = text.len() == 2 * N
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let mut out = [0u8; N];
+    (canonical && hex::decode_to_slice(text, &mut out).is_ok()).then_some(out)
+}
+
 /// Wraps a reader so that it fails once the stop flag is set.
 pub(crate) struct Stoppable<R> {
     pub(crate) inner: R,

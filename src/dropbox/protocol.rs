@@ -220,16 +220,7 @@ impl MessageId {
 
     /// Parses exactly 32 lowercase hex digits.
     pub fn parse(text: &str) -> Option<Self> {
-        if text.len() != 32
-            || !text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return None;
-        }
-        let mut id = [0u8; 16];
-        hex::decode_to_slice(text, &mut id).ok()?;
-        Some(MessageId(id))
+        crate::parse_lower_hex(text).map(MessageId)
     }
 }
 
