@@ -550,3 +550,25 @@ fn fingerprint(a: FingerprintArgs) -> Result<()> {
     println!("{fp}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_output_neutralises_escape_sequences_and_bidi_overrides() {
+        let hostile = "hi\x1b]0;pwned\x07 \u{202E}gnp.exe\n\tok";
+        let shown = terminal_safe(hostile);
+        assert!(!shown.contains('\x1b') && !shown.contains('\x07'));
+        assert!(!shown.contains('\u{202E}'));
+        assert!(shown.ends_with("\n\tok"), "newline and tab are kept");
+    }
+
+    #[test]
+    fn error_sentences_escape_control_characters_and_state_causes_once() {
+        let io = std::io::Error::other("disk on fire");
+        let err = anyhow::Error::new(io).context("writing x\x1b[2J");
+        let text = describe(&err);
+        assert_eq!(text, "writing x\\u{1b}[2J: disk on fire");
+    }
+}
