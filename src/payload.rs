@@ -13,7 +13,7 @@
 //! the attacker. Caps are checked before allocating, lengths must add up exactly,
 //! and a name from the index is only ever used as a path after [`safe_file_name`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
@@ -290,9 +290,9 @@ pub fn read_payload(
     let message = String::from_utf8(message).map_err(|_| malformed("message is not UTF-8"))?;
     sink.message(message)?;
 
-    let mut used: HashSet<String> = HashSet::from([RESERVED_MESSAGE_NAME.to_owned()]);
+    let mut names = NamesInUse::with_reserved(RESERVED_MESSAGE_NAME);
     for (i, f) in index.files.iter().enumerate() {
-        let name = unique_name(&safe_file_name(&f.name, i), &mut used);
+        let name = names.claim(&safe_file_name(&f.name, i));
         let mut limited = (&mut input).take(f.length);
         sink.file(f, &name, &mut limited)?;
         // The sink consumes everything it is given; anything left means the body is short.
@@ -363,21 +363,39 @@ pub fn safe_file_name(name: &str, index: usize) -> String {
     out
 }
 
-/// Makes `name` unique among `used` (case-insensitively) by adding " (2)", " (3)"...
-/// before the extension, and records it.
-fn unique_name(name: &str, used: &mut HashSet<String>) -> String {
-    let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], &name[i..]),
-        _ => (name, ""),
-    };
-    let mut candidate = name.to_owned();
-    let mut n = 2;
-    while used.contains(&candidate.to_lowercase()) {
-        candidate = format!("{stem} ({n}){ext}");
-        n += 1;
+/// The output names taken so far, compared case-insensitively, with the next
+/// suffix to try for each name, so that many equal names stay linear.
+#[derive(Default)]
+struct NamesInUse {
+    used: HashSet<String>,
+    next_suffix: HashMap<String, usize>,
+}
+
+impl NamesInUse {
+    fn with_reserved(name: &str) -> Self {
+        let mut names = NamesInUse::default();
+        names.used.insert(name.to_lowercase());
+        names
     }
-    used.insert(candidate.to_lowercase());
-    candidate
+
+    /// Makes `name` unique by adding " (2)", " (3)"... before the extension, and
+    /// records it.
+    fn claim(&mut self, name: &str) -> String {
+        let (stem, ext) = match name.rfind('.') {
+            Some(i) if i > 0 => (&name[..i], &name[i..]),
+            _ => (name, ""),
+        };
+        let key = name.to_lowercase();
+        let mut candidate = name.to_owned();
+        let mut n = self.next_suffix.get(&key).copied().unwrap_or(2);
+        while self.used.contains(&candidate.to_lowercase()) {
+            candidate = format!("{stem} ({n}){ext}");
+            n += 1;
+        }
+        self.next_suffix.insert(key, n);
+        self.used.insert(candidate.to_lowercase());
+        candidate
+    }
 }
 
 #[cfg(test)]
@@ -473,10 +491,22 @@ mod tests {
         assert_eq!(safe_file_name("-rf", 0), "rf");
         assert_eq!(safe_file_name("a\0b\nc", 0), "a_b_c");
         assert_eq!(safe_file_name(&"x".repeat(300), 0).len(), 100);
-        let mut used = HashSet::from(["message.txt".to_owned()]);
-        assert_eq!(unique_name("message.txt", &mut used), "message (2).txt");
-        assert_eq!(unique_name("Photo.jpg", &mut used), "Photo.jpg");
-        assert_eq!(unique_name("photo.jpg", &mut used), "photo (2).jpg");
+        let mut names = NamesInUse::with_reserved("message.txt");
+        assert_eq!(names.claim("message.txt"), "message (2).txt");
+        assert_eq!(names.claim("Photo.jpg"), "Photo.jpg");
+        assert_eq!(names.claim("photo.jpg"), "photo (2).jpg");
+        assert_eq!(names.claim("photo (2).jpg"), "photo (2) (2).jpg");
+        assert_eq!(names.claim("PHOTO.jpg"), "PHOTO (3).jpg");
+    }
+
+    #[test]
+    fn ten_thousand_equal_names_are_all_made_unique() {
+        let mut names = NamesInUse::with_reserved(RESERVED_MESSAGE_NAME);
+        let all: Vec<String> = (0..MAX_FILES).map(|_| names.claim("a.jpg")).collect();
+        assert_eq!(all[0], "a.jpg");
+        assert_eq!(all[1], "a (2).jpg");
+        assert_eq!(all[MAX_FILES - 1], format!("a ({MAX_FILES}).jpg"));
+        assert_eq!(all.iter().collect::<HashSet<_>>().len(), MAX_FILES);
     }
 
     #[test]
