@@ -50,7 +50,7 @@ impl sxf::Progress for TerminalProgress {
         let bar = ProgressBar::new(total);
         bar.set_style(
             ProgressStyle::with_template(
-                "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                "{msg:>10} [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
             )
             .expect("valid template")
             .progress_chars("=> "),
