@@ -243,15 +243,15 @@ pub fn open(
     // Read whatever the payload parser left (only after an error) so the MAC
     // covers the whole entry.
     let mut mac_reader = decrypted.into_inner();
-    let drained = io::copy(&mut mac_reader, &mut io::sink());
-    let remac = match drained {
-        Ok(_) => mac_reader.verify(&manifest.payload_mac),
-        Err(_) => Err(crypto::DecryptFailure),
-    };
+    let drained = io::copy(&mut mac_reader, &mut io::sink())
+        .map(|_| mac_reader.verify(&manifest.payload_mac));
     progress.end();
     if crate::Stoppable::<()>::stopped(&stop) {
         return Err(Error::Interrupted);
     }
+    // A failure to read the archive itself (I/O, a CRC mismatch) is reported as
+    // such; it depends on no key, so it tells nothing about the decryption.
+    let remac = drained.map_err(|e| Error::from(crate::format::FormatError::Io(e)))?;
     match result {
         Ok(_) => {}
         Err(PayloadError::Io(e)) if crypto::is_decrypt_failure(&e) => {
