@@ -1,0 +1,82 @@
+//! The prompts that only appear on a terminal: the message typed at `seal`, and
+//! a passphrase asked with rpassword. `script` (util-linux) gives the binary a
+//! pseudo-terminal; the typing is piped in with pauses, as a person would type.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::*;
+
+/// Runs `command` (a shell line) on a pseudo-terminal, typing `keystrokes` one
+/// chunk at a time after a pause each; returns the terminal's output.
+fn on_terminal(command: &str, keystrokes: &[&[u8]]) -> String {
+    let mut child = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) is needed for the terminal tests");
+    let mut stdin = child.stdin.take().unwrap();
+    for chunk in keystrokes {
+        sleep(Duration::from_millis(700));
+        stdin.write_all(chunk).unwrap();
+        stdin.flush().unwrap();
+    }
+    sleep(Duration::from_millis(700));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(out.status.success(), "{command} failed: {text}");
+    text
+}
+
+fn quoted(p: &std::path::Path) -> String {
+    format!("'{}'", p.display())
+}
+
+#[test]
+fn seal_asks_for_the_message_on_a_terminal_and_ctrl_d_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("typed.sxf");
+    let line = format!(
+        "{} seal --to {} --sign {} -o {}",
+        env!("CARGO_BIN_EXE_sxf"),
+        quoted(&key("bob.pub")),
+        quoted(&key("alice.key")),
+        quoted(&archive)
+    );
+    let screen = on_terminal(&line, &[b"first line\nsecond line\n", b"\x04"]);
+    assert!(screen.contains("Type the message"), "{screen}");
+    let out = dir.path().join("opened");
+    run(&mut open_cmd(&archive, "bob.key", Some("alice.pub"), &out)).assert_code(0, "open");
+    assert_eq!(
+        std::fs::read_to_string(out.join("message.txt")).unwrap(),
+        "first line\nsecond line\n"
+    );
+}
+
+#[test]
+fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("carol.sxf");
+    let line = format!(
+        "env -u SXF_PASSPHRASE {} seal --to {} --sign {} -m hi -o {}",
+        env!("CARGO_BIN_EXE_sxf"),
+        quoted(&key("bob.pub")),
+        quoted(&key("carol.key")),
+        quoted(&archive)
+    );
+    let screen = on_terminal(&line, &[format!("{CAROL_PASSPHRASE}\n").as_bytes()]);
+    assert!(screen.contains("Passphrase for"), "{screen}");
+    assert!(
+        !screen.contains(CAROL_PASSPHRASE),
+        "the passphrase was echoed: {screen}"
+    );
+    let out = dir.path().join("opened");
+    run(&mut open_cmd(&archive, "bob.key", Some("carol.pub"), &out)).assert_code(0, "open");
+}
