@@ -119,26 +119,61 @@ fn percentiles(mut v: Vec<Duration>) -> String {
     )
 }
 
-fn seal(bin: &Path, dir: &Path, to: &str, attach: usize) -> Result<PathBuf> {
-    let out = dir.join(format!("{to}.sxf"));
-    let mut c = Command::new(bin);
-    c.args(["seal", "-m", "load test message", "--sign"])
-        .arg(key_path("alice", "key"))
-        .arg("--to")
-        .arg(key_path(to, "pub"))
-        .arg("-o")
-        .arg(&out);
-    if attach > 0 {
-        let a = dir.join(format!("{to}.bin"));
+/// One distinct archive per message, sealed in-process on every core. The server
+/// files a byte-identical upload that is still waiting only once (uploads are
+/// idempotent), so sending one archive over and over would not be load.
+fn seal_all(
+    dir: &Path,
+    receivers: &[&str],
+    messages: usize,
+    attach: usize,
+) -> Result<Vec<PathBuf>> {
+    let sender = sxf::keys::load_private_key(&key_path("alice", "key"), || {
+        Ok(Some(zeroize::Zeroizing::new("carol-passphrase".to_owned())))
+    })?;
+    let keys: Vec<sxf::keys::PublicKeyInfo> = receivers
+        .iter()
+        .map(|r| sxf::keys::load_public_key(&key_path(r, "pub")))
+        .collect::<Result<_, _>>()?;
+    let attachments = if attach > 0 {
+        let a = dir.join("attachment.bin");
         let data: Vec<u8> = (0..attach).map(|i| (i * 7919 % 251) as u8).collect();
         std::fs::write(&a, data)?;
-        c.arg("--attach").arg(a);
-    }
-    let o = c.output()?;
-    if !o.status.success() {
-        bail!("seal failed: {}", String::from_utf8_lossy(&o.stderr));
-    }
-    Ok(out)
+        vec![a]
+    } else {
+        Vec::new()
+    };
+    let paths: Vec<PathBuf> = (0..messages)
+        .map(|i| dir.join(format!("m{i}.sxf")))
+        .collect();
+    let threads = thread::available_parallelism().map_or(2, |n| n.get());
+    thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (sender, keys, attachments, paths) = (&sender, &keys, &attachments, &paths);
+                s.spawn(move || -> Result<()> {
+                    for i in (t..messages).step_by(threads) {
+                        let request = sxf::seal::SealRequest {
+                            sender,
+                            recipients: std::slice::from_ref(&keys[i % keys.len()]),
+                            message: format!("load test message {i}"),
+                            images: Vec::new(),
+                            image_options: Default::default(),
+                            attachments: attachments.clone(),
+                            created: std::time::SystemTime::now(),
+                        };
+                        sxf::seal::seal(request, &paths[i], &mut sxf::NoProgress)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("seal thread")?;
+        }
+        Ok(())
+    })?;
+    Ok(paths)
 }
 
 fn main() -> Result<()> {
@@ -156,10 +191,7 @@ fn main() -> Result<()> {
     let limit = Instant::now() + Duration::from_secs(args.time_limit);
     let dir = tempfile::tempdir()?;
     let receivers = &RECIPIENTS[..args.receivers as usize];
-    let archives: Vec<PathBuf> = receivers
-        .iter()
-        .map(|r| seal(&bin, dir.path(), r, args.attach))
-        .collect::<Result<_>>()?;
+    let archives = seal_all(dir.path(), receivers, args.messages, args.attach)?;
     let archive_len = std::fs::metadata(&archives[0])?.len();
 
     // The server.

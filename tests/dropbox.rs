@@ -248,6 +248,55 @@ fn fetch_open_rejects_the_wrong_sender_with_exit_1_and_keeps_the_archive() {
     assert!(!out.join(&id).exists(), "nothing opened");
 }
 
+#[test]
+fn fetch_open_any_sender_opens_with_a_loud_warning() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal_from(dir.path(), "m.sxf", "mallory", &["bob"], "from whoever", 0);
+    let id = server.send_ok(&msg);
+    let out = dir.path().join("in");
+    let alice = key("alice.pub");
+    let alice = alice.to_str().unwrap();
+    // Usage errors, caught before anything is fetched: --open needs exactly one
+    // of --from and --any-sender, and --any-sender means nothing without --open.
+    for (extra, says) in [
+        (&["--open"][..], "--any-sender"),
+        (
+            &["--open", "--any-sender", "--from", alice][..],
+            "cannot be used with",
+        ),
+        (&["--any-sender"][..], "--open"),
+    ] {
+        let o = server.fetch("bob", &out, extra);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains(says),
+            "{extra:?}: {}",
+            text(&o.stderr)
+        );
+    }
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{id}.sxf")]);
+    assert!(saved_archives(&out).is_empty());
+
+    let o = server.fetch("bob", &out, &["--open", "--any-sender"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "from whoever");
+    let e = text(&o.stderr);
+    let mallory = fingerprint("mallory").to_string();
+    assert!(e.contains("WARNING: --any-sender"), "{e}");
+    assert!(
+        e.contains(&format!("WARNING: sender key fingerprint: {mallory}")),
+        "{e}"
+    );
+    assert!(e.contains(&format!("verified: sealed by {mallory}")), "{e}");
+    assert_eq!(read(&out.join(format!("{id}.sxf"))), read(&msg));
+    assert_eq!(
+        std::fs::read_to_string(out.join(&id).join("message.txt")).unwrap(),
+        "from whoever"
+    );
+    assert!(server.mailbox_files("bob").is_empty());
+}
+
 // ------------------------------------------------------------ hostile clients
 
 #[test]
@@ -986,4 +1035,178 @@ fn a_second_server_on_the_same_store_is_refused() {
         "{}",
         text(&o.stderr)
     );
+}
+
+// ---------------------------------------------------------------- idempotence
+
+/// Uploads `archive` whole on a raw connection and hangs up without reading the
+/// answer: what a sender sees when the STORED reply is lost.
+fn upload_and_hang_up(server: &Server, archive: &std::path::Path) {
+    let bytes = read(archive);
+    let mut raw = server.raw();
+    assert_eq!(raw.request(&Request::Upload(bytes.len() as u64)), Reply::Ok);
+    for chunk in bytes.chunks(protocol::MAX_DATA_BODY as usize) {
+        protocol::write_request(&mut raw.stream, &Request::Data(chunk.to_vec())).unwrap();
+    }
+    drop(raw);
+}
+
+#[test]
+fn resending_an_archive_whose_answer_was_lost_files_it_once() {
+    let dir = tempdir();
+    let store = dir.path().join("store");
+    let mut server = Server::start(&store, &[]);
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "only once", 3000);
+    upload_and_hang_up(&server, &msg);
+    assert!(
+        server.wait_for_log(" stored ", Duration::from_secs(10)),
+        "{:?}",
+        server.log()
+    );
+    let filed = server.mailbox_files("bob");
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    let id = filed[0].strip_suffix(".sxf").unwrap().to_owned();
+
+    // The sender was never told, and sends again: the same id, not a second copy.
+    assert_eq!(server.send_ok(&msg), id);
+    assert!(server.wait_for_log(&format!("sent {id} again"), Duration::from_secs(5)));
+    assert_eq!(
+        server.mailbox_all_files("bob"),
+        vec![format!(".{id}.sha256"), format!("{id}.sxf")]
+    );
+    // Identical uploads at the same moment agree on one id as well.
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3).map(|_| s.spawn(|| server.send_ok(&msg))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(ids, vec![id.clone(); 3]);
+    assert_eq!(server.count_log(" stored "), 1);
+
+    // After a restart the server knows it from its digest record ...
+    server = server.restart();
+    assert!(
+        server
+            .log()
+            .iter()
+            .any(|l| l.contains("hashed 0 message(s)")),
+        "{:?}",
+        server.log()
+    );
+    assert_eq!(server.send_ok(&msg), id);
+    // ... and, with the record gone, from the archive itself.
+    server.kill();
+    std::fs::remove_file(server.mailbox_dir("bob").join(format!(".{id}.sha256"))).unwrap();
+    server = Server::start(&store, &[]);
+    assert!(
+        server
+            .log()
+            .iter()
+            .any(|l| l.contains("hashed 1 message(s)")),
+        "{:?}",
+        server.log()
+    );
+    assert_eq!(server.send_ok(&msg), id);
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{id}.sxf")]);
+
+    // Bob gets it once; the digest record goes with the message.
+    let out = dir.path().join("in");
+    let o = server.fetch("bob", &out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(saved_archives(&out), vec![out.join(format!("{id}.sxf"))]);
+    assert_eq!(read(&out.join(format!("{id}.sxf"))), read(&msg));
+    assert!(server.mailbox_all_files("bob").is_empty());
+    // Once nothing waits, the same bytes are a new message.
+    let again = server.send_ok(&msg);
+    assert_ne!(again, id);
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{again}.sxf")]);
+}
+
+#[test]
+fn an_archive_resent_after_some_recipients_fetched_it_is_filed_anew() {
+    // The rule: a re-send is the same message only while it waits for every
+    // recipient; otherwise it is filed again for all of them.
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(dir.path(), "m.sxf", &["bob", "dave"], "to both", 0);
+    let first = server.send_ok(&msg);
+    assert!(
+        server
+            .fetch("bob", &dir.path().join("bob-in"), &[])
+            .status
+            .success()
+    );
+    let second = server.send_ok(&msg);
+    assert_ne!(second, first);
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{second}.sxf")]);
+    assert_eq!(
+        server.mailbox_files("dave"),
+        vec![format!("{first}.sxf"), format!("{second}.sxf")]
+    );
+    // While it waits for both, a third send is the second again.
+    assert_eq!(server.send_ok(&msg), second);
+}
+
+// ------------------------------------------------------------ free-disk reserve
+
+#[test]
+fn two_uploads_at_once_cannot_both_spend_the_free_disk_reserve() {
+    let dir = tempdir();
+    let first = seal(dir.path(), "first.sxf", &["bob"], "first", 0);
+    let second = seal(dir.path(), "second.sxf", &["bob"], "second", 0);
+    let third = seal(dir.path(), "third.sxf", &["bob"], "third", 0);
+    let (len1, len2) = (read(&first).len() as u64, read(&second).len() as u64);
+    // Room above the reserve for either upload, not for both.
+    let reserve = 1_000_000u64;
+    let free = reserve + len1 + len2 - 1;
+    let server = Server::start(
+        &dir.path().join("store"),
+        &[
+            "--min-free-space",
+            &reserve.to_string(),
+            "--assume-free-space",
+            &free.to_string(),
+        ],
+    );
+    assert!(server.wait_for_log("TESTING: --assume-free-space", Duration::from_secs(5)));
+
+    // The first upload is accepted and held open halfway through.
+    let bytes = read(&first);
+    let mut raw = server.raw();
+    assert_eq!(raw.request(&Request::Upload(len1)), Reply::Ok);
+    let half = bytes.len() / 2;
+    protocol::write_request(&mut raw.stream, &Request::Data(bytes[..half].to_vec())).unwrap();
+
+    // Meanwhile the second is refused: the first holds its whole announced size.
+    let o = server.send(&second);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(e.contains("disk-full"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "{free} bytes free, {len1} held for uploads in progress"
+        )),
+        "{e}"
+    );
+
+    // The first completes and is stored.
+    protocol::write_request(&mut raw.stream, &Request::Data(bytes[half..].to_vec())).unwrap();
+    assert!(matches!(raw.reply(), Reply::Stored { .. }));
+    // Its hold ended with it (the assumed free space does not shrink with
+    // what is stored), so the second fits now.
+    server.send_ok(&second);
+
+    // An upload that is cut off releases its hold too.
+    let mut raw = server.raw();
+    assert_eq!(raw.request(&Request::Upload(len1)), Reply::Ok);
+    protocol::write_request(&mut raw.stream, &Request::Data(bytes[..half].to_vec())).unwrap();
+    let o = server.send(&third);
+    assert!(text(&o.stderr).contains("disk-full"), "{}", text(&o.stderr));
+    drop(raw);
+    assert!(
+        server.wait_for_log("nothing stored", Duration::from_secs(10)),
+        "{:?}",
+        server.log()
+    );
+    server.send_ok(&third);
+    assert_eq!(server.mailbox_files("bob").len(), 3);
 }

@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// How long an authentication challenge stays valid
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, hide = true)]
     challenge_ttl: Duration,
+    /// For tests only: take SIZE as the store's free space instead of asking the filesystem
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, hide = true)]
+    assume_free_space: Option<u64>,
     /// Another address clients reach this server at (NAT, port forward); repeatable
     #[arg(long = "public-addr", value_name = "IP:PORT")]
     public_addrs: Vec<SocketAddr>,
@@ -73,6 +76,7 @@ pub struct SendArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("sender").args(["from", "any_sender"])))]
 pub struct FetchArgs {
     /// The drop-box server
     #[arg(long, value_name = "ADDR:PORT")]
@@ -87,11 +91,15 @@ pub struct FetchArgs {
     #[arg(long)]
     watch: bool,
     /// Open each archive as it arrives, as `sxf open` does, into DIR/<id>/
-    #[arg(long, requires = "from")]
+    /// (needs --from or --any-sender)
+    #[arg(long, requires = "sender")]
     open: bool,
     /// With --open: the sender's public key; archives sealed by anyone else are rejected
     #[arg(long, value_name = "PUB", requires = "open")]
     from: Option<PathBuf>,
+    /// With --open: accept whatever sender key each archive embeds (prints a warning)
+    #[arg(long, requires = "open", conflicts_with = "from")]
+    any_sender: bool,
     /// Refuse a server whose id (64 hex digits) differs
     #[arg(long, value_name = "HEX", value_parser = parse_server_id)]
     server_id: Option<[u8; 32]>,
@@ -180,6 +188,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         max_wait: a.max_wait,
         challenge_ttl: a.challenge_ttl,
         public_addrs: a.public_addrs.clone(),
+        assume_free_space: a.assume_free_space,
         ..ServerConfig::new(a.listen.clone(), a.store.clone())
     };
     // Signals first, so a SIGTERM right after the first line is a clean stop.
@@ -190,7 +199,8 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     let r = server.store_report();
     log_line(format_args!(
         "store {}: server id {}; {} message(s), {} bytes in {} mailbox(es); swept {} temp file(s), \
-         finished {} interrupted filing(s), discarded {} uncommitted",
+         finished {} interrupted filing(s), discarded {} uncommitted, hashed {} message(s) \
+         that had no digest record",
         a.store.display(),
         hex::encode(server.server_id()),
         r.messages,
@@ -198,7 +208,8 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         r.mailboxes,
         r.swept_temp_files,
         r.recovered,
-        r.discarded_pending
+        r.discarded_pending,
+        r.rehashed
     ));
     log_line(format_args!(
         "limits: {} bytes per message, {} per mailbox, {} connections, {} bytes free-disk reserve, \
@@ -210,6 +221,11 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         humantime::format_duration(a.idle_timeout),
         humantime::format_duration(a.total_timeout)
     ));
+    if let Some(free) = a.assume_free_space {
+        log_line(format_args!(
+            "TESTING: --assume-free-space: taking {free} bytes as the free space, whatever the disk has"
+        ));
+    }
     let handle = server.shutdown_handle();
     let signal_thread = signals.handle();
     thread::spawn(move || {
@@ -242,11 +258,22 @@ pub fn send(a: SendArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether `fetch` opens what it saves, and against which sender key.
+#[derive(Clone, Copy)]
+enum OpenMode<'a> {
+    /// Only save (no `--open`).
+    Save,
+    /// `--open --from PUB`.
+    From(&'a PublicKeyInfo),
+    /// `--open --any-sender`: the key each archive embeds, with a warning.
+    AnySender,
+}
+
 /// What `--open` needs, and the first rejection it met.
 struct Opener<'a> {
     out_dir: &'a Path,
     key: &'a PrivateKeyInfo,
-    open_from: Option<&'a PublicKeyInfo>,
+    mode: OpenMode<'a>,
     first_rejection: Option<anyhow::Error>,
 }
 
@@ -260,9 +287,13 @@ impl Opener<'_> {
         } else {
             eprintln!("saved {} ({} bytes)", f.path.display(), f.len);
         }
-        let Some(from) = self.open_from else {
-            println!("{}", f.path.display());
-            return;
+        let from = match self.mode {
+            OpenMode::Save => {
+                println!("{}", f.path.display());
+                return;
+            }
+            OpenMode::From(k) => Some(k),
+            OpenMode::AnySender => None,
         };
         let out = self.out_dir.join(f.id.to_string());
         if out.exists() {
@@ -273,7 +304,8 @@ impl Opener<'_> {
             );
             return;
         }
-        if let Err(e) = super::open_and_report(&f.path, self.key, Some(from), &out, false) {
+        // `None` is --any-sender: the same loud warning as `sxf open --any-sender`.
+        if let Err(e) = super::open_and_report(&f.path, self.key, from, &out, false) {
             eprintln!("sxf: {}", super::describe(&e));
             if self.first_rejection.is_none() {
                 self.first_rejection = Some(e);
@@ -283,8 +315,19 @@ impl Opener<'_> {
 }
 
 pub fn fetch(a: FetchArgs) -> Result<()> {
+    // clap enforces this too; the check keeps the rule next to its use.
+    if a.open && a.from.is_some() == a.any_sender {
+        anyhow::bail!(
+            "say who the sender is with --open --from PUB (or accept any sender with --open --any-sender)"
+        );
+    }
     let key = a.passphrase.source().load_private_key(&a.key)?;
     let from = a.from.as_deref().map(super::load_public).transpose()?;
+    let mode = match (&from, a.open, a.any_sender) {
+        (Some(k), true, false) => OpenMode::From(k),
+        (None, true, true) => OpenMode::AnySender,
+        _ => OpenMode::Save,
+    };
     fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
     let swept = client::sweep_fetch_temps(&a.out_dir)?;
     if swept > 0 {
@@ -294,7 +337,7 @@ pub fn fetch(a: FetchArgs) -> Result<()> {
     let mut opener = Opener {
         out_dir: &a.out_dir,
         key: &key,
-        open_from: from.as_ref(),
+        mode,
         first_rejection: None,
     };
     if !a.watch {

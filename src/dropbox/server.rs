@@ -24,7 +24,7 @@ use super::protocol::{
     self, AuthRequest, ErrorCode, FrameError, Hello, MAX_DATA_BODY, MAX_LIST_ENTRIES, MessageId,
     Reply, Request,
 };
-use super::store::{DepositError, OpenReport, Store};
+use super::store::{DepositError, DiskRefusal, OpenReport, Store};
 use super::{Error, ErrorCode as Code};
 
 /// How long a stopping server lets requests in progress finish.
@@ -46,8 +46,11 @@ pub struct ServerConfig {
     pub mailbox_quota: u64,
     pub max_connections: usize,
     /// Uploads are refused while the store's filesystem has less than this free
-    /// (after the upload).
+    /// after the upload and every other upload in progress.
     pub min_free_space: u64,
+    /// For tests only: take this as the store's free space instead of asking
+    /// the filesystem (`sxf serve --assume-free-space`, hidden).
+    pub assume_free_space: Option<u64>,
     /// A connection on which nothing is read or written for this long is closed.
     pub idle_timeout: Duration,
     /// No connection lives longer than this.
@@ -71,6 +74,7 @@ impl ServerConfig {
             mailbox_quota: super::DEFAULT_MAILBOX_QUOTA,
             max_connections: super::DEFAULT_MAX_CONNECTIONS,
             min_free_space: super::DEFAULT_MIN_FREE_SPACE,
+            assume_free_space: None,
             idle_timeout: super::DEFAULT_IDLE_TIMEOUT,
             total_timeout: super::DEFAULT_TOTAL_TIMEOUT,
             max_wait: super::DEFAULT_MAX_WAIT,
@@ -84,11 +88,14 @@ impl ServerConfig {
 /// writes one line per event.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// An upload was filed, or (`duplicate`) was byte-identical to message
+    /// `id`, still waiting for every recipient, and was not filed again.
     Stored {
         peer: SocketAddr,
         id: MessageId,
         len: u64,
         recipients: Vec<Fingerprint>,
+        duplicate: bool,
     },
     Authenticated {
         peer: SocketAddr,
@@ -135,6 +142,19 @@ impl fmt::Display for Event {
                 id,
                 len,
                 recipients,
+                duplicate: true,
+            } => write!(
+                f,
+                "{peer} sent {id} again ({len} bytes): identical to the message still waiting \
+                 for its {} mailbox(es); not filed twice",
+                recipients.len()
+            ),
+            Event::Stored {
+                peer,
+                id,
+                len,
+                recipients,
+                duplicate: false,
             } => {
                 let list: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
                 write!(
@@ -239,8 +259,9 @@ impl ShutdownHandle {
 impl Server {
     /// Opens the store (sweeping and recovering it) and binds the listener.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
-        let (store, report) = Store::open(&config.store, config.mailbox_quota)
+        let (mut store, report) = Store::open(&config.store, config.mailbox_quota)
             .map_err(|e| Error::io(format!("opening the store {}", config.store.display()), e))?;
+        store.assume_free_space(config.assume_free_space);
         let addrs: Vec<SocketAddr> = config
             .listen
             .to_socket_addrs()
@@ -833,21 +854,32 @@ impl<'a> Conn<'a> {
             self.refuse(Code::TooLarge, reason)?;
             return Ok(Flow::Continue);
         }
-        let reserve = config.min_free_space;
-        match self.shared.store.free_space() {
-            Ok(free) if free >= len.saturating_add(reserve) => {}
-            Ok(free) => {
+        // Held until the upload is filed, refused or cut off. After the data
+        // it is released before the answer, so a client holding STORED can
+        // count on the space being free again.
+        let disk = match self
+            .shared
+            .store
+            .hold_disk_space(len, config.min_free_space)
+        {
+            Ok(hold) => hold,
+            Err(DiskRefusal::Low {
+                free,
+                in_flight,
+                reserve,
+            }) => {
                 let reason = format!(
-                    "the server is low on disk space ({free} bytes free, it keeps {reserve} in reserve); try again later"
+                    "the server is low on disk space ({free} bytes free, {in_flight} held for uploads \
+                     in progress, it keeps {reserve} in reserve; this upload needs {len}); try again later"
                 );
                 self.refuse(Code::DiskFull, reason)?;
                 return Ok(Flow::Continue);
             }
-            Err(e) => {
+            Err(DiskRefusal::Io(e)) => {
                 self.refuse(Code::Internal, format!("cannot check free disk space: {e}"))?;
                 return Ok(Flow::Continue);
             }
-        }
+        };
         let mut up = match self.shared.store.begin_upload() {
             Ok(u) => u,
             Err(e) => {
@@ -862,6 +894,7 @@ impl<'a> Conn<'a> {
                 Err(FrameError::Closed) => {
                     let written = up.written();
                     drop(up); // removes the temp file
+                    drop(disk);
                     (self.log)(&Event::Disconnected {
                         peer: self.peer,
                         reason: format!(
@@ -876,6 +909,7 @@ impl<'a> Conn<'a> {
                         up.written()
                     );
                     drop(up);
+                    drop(disk);
                     self.ended(e, &during);
                     return Ok(Flow::Close);
                 }
@@ -912,13 +946,16 @@ impl<'a> Conn<'a> {
                 return Ok(Flow::Close);
             }
         }
-        match self.shared.store.deposit(up) {
+        let deposited = self.shared.store.deposit(up);
+        drop(disk);
+        match deposited {
             Ok(d) => {
                 (self.log)(&Event::Stored {
                     peer: self.peer,
                     id: d.id,
                     len: d.len,
                     recipients: d.recipients.clone(),
+                    duplicate: d.duplicate,
                 });
                 self.reply(&Reply::Stored {
                     id: d.id,

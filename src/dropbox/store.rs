@@ -9,6 +9,7 @@
 //! tmp/upload-*.part              uploads being received (swept at start-up)
 //! commit/<id>.sxf                the commit record of a message being filed
 //! mailboxes/<64 hex>/<id>.sxf    a waiting message (one hard link per recipient)
+//! mailboxes/<64 hex>/.<id>.sha256    its digest record (one hard link per recipient)
 //! mailboxes/<64 hex>/.<id>.pending   a link made before the commit point
 //! ```
 //!
@@ -18,13 +19,22 @@
 //! every committed message and removes every uncommitted one. No name under the
 //! store ever comes from a client: mailbox directories are the hex of a parsed
 //! [`Fingerprint`] and file names are server-generated [`MessageId`]s.
+//!
+//! Uploads are idempotent: the SHA-256 of every waiting archive is kept in
+//! memory (and in its digest record, so start-up need not re-read the archives),
+//! and an upload byte-identical to a message still waiting in every one of its
+//! recipients' mailboxes is answered with that message's id instead of being
+//! filed again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
 
 use crate::NoProgress;
 use crate::keys::Fingerprint;
@@ -44,7 +54,13 @@ pub struct OpenReport {
     pub recovered: u64,
     /// Pending links of uncommitted messages removed.
     pub discarded_pending: u64,
+    /// Waiting messages whose digest record was missing or unreadable, hashed
+    /// again and recorded.
+    pub rehashed: u64,
 }
+
+/// The SHA-256 of a whole archive.
+pub type ArchiveDigest = [u8; 32];
 
 /// Why an upload was not filed.
 #[derive(Debug, thiserror::Error)]
@@ -65,32 +81,87 @@ pub enum DepositError {
     Io(#[from] io::Error),
 }
 
-/// A message that was filed.
+/// A message that was filed, or found already waiting.
 #[derive(Debug, Clone)]
 pub struct Deposited {
     pub id: MessageId,
     pub len: u64,
     pub recipients: Vec<Fingerprint>,
+    /// The upload was byte-identical to message `id`, already waiting for every
+    /// recipient: nothing was filed again.
+    pub duplicate: bool,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Usage {
-    count: u64,
+/// One mailbox in memory: its usage and the digest of every waiting message.
+#[derive(Debug, Default)]
+struct Mailbox {
     bytes: u64,
     /// Bytes of messages being filed right now, counted against the quota.
     reserved: u64,
+    digests: HashMap<MessageId, ArchiveDigest>,
+    by_digest: HashMap<ArchiveDigest, BTreeSet<MessageId>>,
+}
+
+impl Mailbox {
+    fn count(&self) -> usize {
+        self.digests.len()
+    }
+
+    fn insert(&mut self, id: MessageId, digest: ArchiveDigest, len: u64) {
+        self.bytes += len;
+        self.digests.insert(id, digest);
+        self.by_digest.entry(digest).or_default().insert(id);
+    }
+
+    fn remove(&mut self, id: &MessageId, len: u64) {
+        self.bytes = self.bytes.saturating_sub(len);
+        if let Some(d) = self.digests.remove(id) {
+            if let Some(ids) = self.by_digest.get_mut(&d) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.by_digest.remove(&d);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    boxes: HashMap<Fingerprint, Usage>,
+    boxes: HashMap<Fingerprint, Mailbox>,
+    /// Digests of uploads being filed right now: an identical upload waits for
+    /// the filing to finish, then finds it (or files, if it failed).
+    filing: HashSet<ArchiveDigest>,
     stopping: bool,
 }
 
-/// An upload being received: a temp file in `tmp/`, removed on drop unless filed.
+impl State {
+    /// The oldest message with this digest that waits in every one of these
+    /// mailboxes, if any.
+    fn waiting_everywhere(
+        &self,
+        recipients: &[Fingerprint],
+        digest: &ArchiveDigest,
+    ) -> Option<MessageId> {
+        let (first, rest) = recipients.split_first()?;
+        let candidates = self.boxes.get(first)?.by_digest.get(digest)?;
+        candidates.iter().copied().find(|id| {
+            rest.iter().all(|r| {
+                self.boxes
+                    .get(r)
+                    .and_then(|b| b.by_digest.get(digest))
+                    .is_some_and(|ids| ids.contains(id))
+            })
+        })
+    }
+}
+
+/// An upload being received: a temp file in `tmp/`, removed on drop unless
+/// filed. The SHA-256 of the bytes is computed as they are written.
 pub struct Upload {
     file: tempfile::NamedTempFile,
     written: u64,
+    sha: Sha256,
 }
 
 impl Upload {
@@ -102,6 +173,7 @@ impl Upload {
 impl Write for Upload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
+        self.sha.update(&buf[..n]);
         self.written += n as u64;
         Ok(n)
     }
@@ -118,6 +190,10 @@ pub struct Store {
     mailboxes: PathBuf,
     quota: u64,
     server_id: [u8; 32],
+    /// For tests: the free space to report instead of asking the filesystem.
+    assumed_free_space: Option<u64>,
+    /// Bytes announced by uploads in progress, held against the free-disk reserve.
+    disk_in_flight: Mutex<u64>,
     state: Mutex<State>,
     changed: Condvar,
     /// Uploads being validated right now, at most `max_validating`.
@@ -147,6 +223,61 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 fn ctx(what: impl std::fmt::Display, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// The name of a message's digest record in a mailbox.
+fn digest_record_name(id: &MessageId) -> String {
+    format!(".{id}.sha256")
+}
+
+/// A digest record: `<id> <length> <64 hex digits>` and a newline. It names its
+/// message and length, so a record that does not belong to the archive beside
+/// it (stale blocks after a crash, a copied file) is never believed.
+fn digest_record(id: &MessageId, len: u64, digest: &ArchiveDigest) -> String {
+    format!("{id} {len} {}\n", hex::encode(digest))
+}
+
+fn parse_digest_record(text: &str, id: &MessageId, len: u64) -> Option<ArchiveDigest> {
+    let mut parts = text.strip_suffix('\n')?.split(' ');
+    let (rid, rlen, rhex) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || MessageId::parse(rid)? != *id || rlen != len.to_string() {
+        return None;
+    }
+    crate::parse_lower_hex(rhex)
+}
+
+/// SHA-256 of a whole file.
+fn hash_file(path: &Path) -> io::Result<ArchiveDigest> {
+    let mut f = File::open(path)?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(sha.finalize().into());
+        }
+        sha.update(&buf[..n]);
+    }
+}
+
+/// Writes a digest record durably into `dir` (made in `tmp`, fsynced, renamed;
+/// the caller fsyncs `dir`).
+fn write_digest_record(
+    tmp: &Path,
+    dir: &Path,
+    id: &MessageId,
+    len: u64,
+    digest: &ArchiveDigest,
+) -> io::Result<()> {
+    let mut f = tempfile::Builder::new()
+        .prefix("digest-")
+        .suffix(".part")
+        .tempfile_in(tmp)?;
+    f.write_all(digest_record(id, len, digest).as_bytes())?;
+    f.as_file().sync_all()?;
+    f.persist(dir.join(digest_record_name(id)))
+        .map_err(|e| e.error)?;
+    Ok(())
 }
 
 impl Store {
@@ -200,8 +331,10 @@ impl Store {
             }
         }
 
-        // 3. Every mailbox: finish committed pending links, drop the rest, count.
+        // 3. Every mailbox: finish committed pending links, drop the rest, count,
+        // and load (or rebuild) the digest of every waiting message.
         let mut boxes = HashMap::new();
+        let mut hashed: HashMap<(u64, u64), ArchiveDigest> = HashMap::new();
         for entry in fs::read_dir(&mailboxes)? {
             let entry = entry?;
             let Some(fp) = entry
@@ -212,7 +345,7 @@ impl Store {
                 continue; // not ours; never touched
             };
             let dir = entry.path();
-            let mut usage = Usage::default();
+            let mut mailbox = Mailbox::default();
             let mut changed = false;
             for m in fs::read_dir(&dir)? {
                 let m = m?;
@@ -230,26 +363,68 @@ impl Store {
                     changed = true;
                 }
             }
+            // Waiting messages and their digest records.
+            let mut waiting = Vec::new();
+            let mut records = HashSet::new();
+            for m in fs::read_dir(&dir)? {
+                let m = m?;
+                let Some(name) = m.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if let Some(id) = is_id_name(&name, "", ".sxf") {
+                    waiting.push((id, m.metadata()?.len()));
+                } else if let Some(id) = is_id_name(&name, ".", ".sha256") {
+                    records.insert(id);
+                }
+            }
+            for (id, len) in &waiting {
+                let record = dir.join(digest_record_name(id));
+                let known = if records.remove(id) {
+                    fs::read_to_string(&record)
+                        .ok()
+                        .and_then(|t| parse_digest_record(&t, id, *len))
+                } else {
+                    None
+                };
+                let digest = match known {
+                    Some(d) => d,
+                    None => {
+                        // Missing (a store from before digest records) or
+                        // unreadable. A message in several mailboxes is one file
+                        // with several links: hash it once.
+                        let path = dir.join(format!("{id}.sxf"));
+                        let inode = fs::metadata(&path).map(|m| (m.dev(), m.ino()))?;
+                        let d = match hashed.get(&inode) {
+                            Some(d) => *d,
+                            None => {
+                                let d = hash_file(&path)?;
+                                hashed.insert(inode, d);
+                                d
+                            }
+                        };
+                        write_digest_record(&tmp, &dir, id, *len, &d)?;
+                        report.rehashed += 1;
+                        changed = true;
+                        d
+                    }
+                };
+                mailbox.insert(*id, digest, *len);
+            }
+            // Records whose message is gone (a crash during a DELETE, or an
+            // uncommitted filing).
+            for id in records {
+                fs::remove_file(dir.join(digest_record_name(&id)))?;
+                changed = true;
+            }
             if changed {
                 sync_dir(&dir)?;
             }
-            for m in fs::read_dir(&dir)? {
-                let m = m?;
-                if m.file_name()
-                    .to_str()
-                    .and_then(|n| is_id_name(n, "", ".sxf"))
-                    .is_some()
-                {
-                    usage.count += 1;
-                    usage.bytes += m.metadata()?.len();
-                }
-            }
-            report.messages += usage.count;
-            report.bytes += usage.bytes;
-            if usage.count > 0 {
+            report.messages += mailbox.count() as u64;
+            report.bytes += mailbox.bytes;
+            if mailbox.count() > 0 {
                 report.mailboxes += 1;
             }
-            boxes.insert(fp, usage);
+            boxes.insert(fp, mailbox);
         }
         for id in &committed {
             fs::remove_file(commit.join(format!("{id}.sxf")))?;
@@ -265,8 +440,11 @@ impl Store {
                 mailboxes,
                 quota,
                 server_id,
+                assumed_free_space: None,
+                disk_in_flight: Mutex::new(0),
                 state: Mutex::new(State {
                     boxes,
+                    filing: HashSet::new(),
                     stopping: false,
                 }),
                 changed: Condvar::new(),
@@ -288,10 +466,41 @@ impl Store {
         &self.server_id
     }
 
+    /// For tests: report this much free space instead of asking the filesystem.
+    pub fn assume_free_space(&mut self, bytes: Option<u64>) {
+        self.assumed_free_space = bytes;
+    }
+
     /// Bytes available to an unprivileged user on the store's filesystem.
     pub fn free_space(&self) -> io::Result<u64> {
+        if let Some(b) = self.assumed_free_space {
+            return Ok(b);
+        }
         let s = rustix::fs::statvfs(&self.root).map_err(io::Error::from)?;
         Ok(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
+    /// Holds `len` bytes of free space for an upload until the returned guard
+    /// is dropped, or refuses when the filesystem's free space, less what
+    /// uploads in progress already hold, less `len`, would fall under `min_free`.
+    /// The check and the hold are one step, so concurrent uploads can never
+    /// each pass on the same free space.
+    pub fn hold_disk_space(&self, len: u64, min_free: u64) -> Result<DiskHold<'_>, DiskRefusal> {
+        let mut in_flight = self
+            .disk_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let free = self.free_space().map_err(DiskRefusal::Io)?;
+        let needed = min_free.saturating_add(*in_flight).saturating_add(len);
+        if free < needed {
+            return Err(DiskRefusal::Low {
+                free,
+                in_flight: *in_flight,
+                reserve: min_free,
+            });
+        }
+        *in_flight += len;
+        Ok(DiskHold { store: self, len })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -308,7 +517,11 @@ impl Store {
             .prefix("upload-")
             .suffix(".part")
             .tempfile_in(&self.tmp)?;
-        Ok(Upload { file, written: 0 })
+        Ok(Upload {
+            file,
+            written: 0,
+            sha: Sha256::new(),
+        })
     }
 
     /// Validates a complete upload and files it for every recipient its manifest
@@ -338,26 +551,51 @@ impl Store {
         let mut recipients = verified.manifest.recipients.clone();
         recipients.sort();
         recipients.dedup();
-        let id = MessageId::generate()?;
+        let digest: ArchiveDigest = upload.sha.clone().finalize().into();
 
-        self.reserve(&recipients, len)?;
-        let result = self.file_links(upload, &recipients, id);
+        // Idempotence: the same bytes already waiting for every recipient (a
+        // sender retrying after a lost STORED) get the same id, not a second
+        // filing. An identical upload being filed right now is waited for.
         let mut state = self.lock();
+        loop {
+            if let Some(id) = state.waiting_everywhere(&recipients, &digest) {
+                return Ok(Deposited {
+                    id,
+                    len,
+                    recipients,
+                    duplicate: true,
+                });
+            }
+            if !state.filing.contains(&digest) {
+                break;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        Self::reserve(&mut state, self.quota, &recipients, len)?;
+        state.filing.insert(digest);
+        drop(state);
+
+        let result = MessageId::generate().and_then(|id| {
+            self.file_links(upload, &recipients, id, &digest)
+                .map(|_| id)
+        });
+        let mut state = self.lock();
+        state.filing.remove(&digest);
         for r in &recipients {
-            let u = state.boxes.entry(r.clone()).or_default();
-            u.reserved -= len;
-            if result.is_ok() {
-                u.count += 1;
-                u.bytes += len;
+            let b = state.boxes.entry(r.clone()).or_default();
+            b.reserved -= len;
+            if let Ok(id) = &result {
+                b.insert(*id, digest, len);
             }
         }
         drop(state);
-        result?;
+        // Wakes long-polls, and identical uploads waiting for this filing.
         self.changed.notify_all();
         Ok(Deposited {
-            id,
+            id: result?,
             len,
             recipients,
+            duplicate: false,
         })
     }
 
@@ -372,17 +610,20 @@ impl Store {
     }
 
     /// Counts `len` against every recipient's quota, or refuses.
-    fn reserve(&self, recipients: &[Fingerprint], len: u64) -> Result<(), DepositError> {
-        let mut state = self.lock();
+    fn reserve(
+        state: &mut State,
+        quota: u64,
+        recipients: &[Fingerprint],
+        len: u64,
+    ) -> Result<(), DepositError> {
         for r in recipients {
-            let u = state.boxes.get(r).copied().unwrap_or_default();
-            let used = u.bytes + u.reserved;
-            if used.saturating_add(len) > self.quota {
+            let used = state.boxes.get(r).map_or(0, |b| b.bytes + b.reserved);
+            if used.saturating_add(len) > quota {
                 return Err(DepositError::OverQuota {
                     mailbox: r.clone(),
                     used,
                     size: len,
-                    quota: self.quota,
+                    quota,
                 });
             }
         }
@@ -392,15 +633,26 @@ impl Store {
         Ok(())
     }
 
-    /// Pending links in every mailbox, the commit rename, then the visible names.
+    /// Pending links (and digest records) in every mailbox, the commit rename,
+    /// then the visible names.
     fn file_links(
         &self,
         upload: Upload,
         recipients: &[Fingerprint],
         id: MessageId,
+        digest: &ArchiveDigest,
     ) -> io::Result<()> {
         let pending_name = format!(".{id}.pending");
         let final_name = format!("{id}.sxf");
+        let record_name = digest_record_name(&id);
+        // One digest record, durable before it is linked anywhere; the temp name
+        // goes when `record` drops, its links in the mailboxes stay.
+        let mut record = tempfile::Builder::new()
+            .prefix("digest-")
+            .suffix(".part")
+            .tempfile_in(&self.tmp)?;
+        record.write_all(digest_record(&id, upload.written, digest).as_bytes())?;
+        record.as_file().sync_all()?;
         let mut made = Vec::new();
         let linked = (|| -> io::Result<()> {
             for r in recipients {
@@ -415,6 +667,9 @@ impl Store {
                 let pending = dir.join(&pending_name);
                 fs::hard_link(upload.file.path(), &pending)?;
                 made.push(pending);
+                let record_link = dir.join(&record_name);
+                fs::hard_link(record.path(), &record_link)?;
+                made.push(record_link);
                 sync_dir(&dir)?;
             }
             Ok(())
@@ -514,11 +769,16 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         }
-        {
-            let mut state = self.lock();
-            let u = state.boxes.entry(mailbox.clone()).or_default();
-            u.count = u.count.saturating_sub(1);
-            u.bytes = u.bytes.saturating_sub(len);
+        self.lock()
+            .boxes
+            .entry(mailbox.clone())
+            .or_default()
+            .remove(id, len);
+        // A record left by a crash here is removed at the next start-up.
+        match fs::remove_file(dir.join(digest_record_name(id))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         sync_dir(&dir)?;
         Ok(true)
@@ -531,7 +791,7 @@ impl Store {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            if state.boxes.get(mailbox).is_some_and(|u| u.count > 0) {
+            if state.boxes.get(mailbox).is_some_and(|b| b.count() > 0) {
                 return true;
             }
             let now = Instant::now();
@@ -550,6 +810,37 @@ impl Store {
     pub fn stop_waiters(&self) {
         self.lock().stopping = true;
         self.changed.notify_all();
+    }
+}
+
+/// Why [`Store::hold_disk_space`] refused.
+#[derive(Debug)]
+pub enum DiskRefusal {
+    /// The reserve would be breached.
+    Low {
+        free: u64,
+        in_flight: u64,
+        reserve: u64,
+    },
+    /// The free space could not be read.
+    Io(io::Error),
+}
+
+/// Free space held for one upload in progress; released on drop, whether the
+/// upload was filed or failed.
+pub struct DiskHold<'a> {
+    store: &'a Store,
+    len: u64,
+}
+
+impl Drop for DiskHold<'_> {
+    fn drop(&mut self) {
+        let mut n = self
+            .store
+            .disk_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(self.len);
     }
 }
 
@@ -589,5 +880,61 @@ fn load_or_create_server_id(root: &Path) -> io::Result<[u8; 32]> {
             Ok(id)
         }
         Err(e) => Err(ctx(format!("reading {}", path.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_record_is_believed_only_for_its_own_message_and_length() {
+        let id = MessageId([7; 16]);
+        let other = MessageId([8; 16]);
+        let digest = [0xab; 32];
+        let text = digest_record(&id, 2130, &digest);
+        assert_eq!(parse_digest_record(&text, &id, 2130), Some(digest));
+        assert_eq!(parse_digest_record(&text, &other, 2130), None);
+        assert_eq!(parse_digest_record(&text, &id, 2131), None);
+        for bad in [
+            "",
+            "\n",
+            &text[..text.len() - 1],
+            &text[..text.len() - 2],
+            &format!("{text}x"),
+            &text.to_uppercase(),
+            &text.replace(' ', "  "),
+            &format!("{} extra\n", text.trim_end()),
+        ] {
+            assert_eq!(parse_digest_record(bad, &id, 2130), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_is_found_only_where_it_waits_for_every_recipient() {
+        let fp = |b: u8| Fingerprint::of_spki_der(&[b]);
+        let (bob, dave) = (fp(1), fp(2));
+        let (d, other) = ([1; 32], [2; 32]);
+        let (old, new) = (MessageId([1; 16]), MessageId([2; 16]));
+        let mut state = State::default();
+        for who in [&bob, &dave] {
+            let b = state.boxes.entry(who.clone()).or_default();
+            b.insert(new, d, 10);
+            b.insert(old, d, 10);
+        }
+        let both = [bob.clone(), dave.clone()];
+        assert_eq!(state.waiting_everywhere(&both, &d), Some(old), "the oldest");
+        assert_eq!(state.waiting_everywhere(&both, &other), None);
+        state.boxes.get_mut(&dave).unwrap().remove(&old, 10);
+        assert_eq!(state.waiting_everywhere(&both, &d), Some(new));
+        state.boxes.get_mut(&bob).unwrap().remove(&new, 10);
+        assert_eq!(state.waiting_everywhere(&both, &d), None, "only in some");
+        assert_eq!(
+            state.waiting_everywhere(std::slice::from_ref(&dave), &d),
+            Some(new)
+        );
+        assert_eq!(state.boxes[&bob].bytes, 10);
+        assert_eq!(state.boxes[&bob].count(), 1);
+        assert!(!state.boxes[&dave].by_digest.contains_key(&other));
     }
 }

@@ -280,11 +280,15 @@ impl Server {
         c.output().unwrap()
     }
 
-    /// Files waiting in a mailbox, straight from the store directory.
-    pub fn mailbox_files(&self, who: &str) -> Vec<String> {
+    /// The directory of a mailbox in the store.
+    pub fn mailbox_dir(&self, who: &str) -> PathBuf {
         let fp = fingerprint(who).to_string();
-        let dir = self.store.join("mailboxes").join(&fp["sha256:".len()..]);
-        let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        self.store.join("mailboxes").join(&fp["sha256:".len()..])
+    }
+
+    /// Every file in a mailbox directory, sorted.
+    pub fn mailbox_all_files(&self, who: &str) -> Vec<String> {
+        let mut v: Vec<String> = match std::fs::read_dir(self.mailbox_dir(who)) {
             Ok(rd) => rd
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect(),
@@ -292,6 +296,15 @@ impl Server {
         };
         v.sort();
         v
+    }
+
+    /// Files in a mailbox, straight from the store directory, less the digest
+    /// records (`.<id>.sha256`) that sit beside the waiting messages.
+    pub fn mailbox_files(&self, who: &str) -> Vec<String> {
+        self.mailbox_all_files(who)
+            .into_iter()
+            .filter(|n| !n.ends_with(".sha256"))
+            .collect()
     }
 
     pub fn tmp_files(&self) -> Vec<String> {
