@@ -266,6 +266,11 @@ fn fetch_open_any_sender_opens_with_a_loud_warning() {
             "cannot be used with",
         ),
         (&["--any-sender"][..], "--open"),
+        // Refused with --watch: anyone could trigger automatic decryptions.
+        (
+            &["--watch", "--open", "--any-sender"][..],
+            "--watch cannot be used with --any-sender",
+        ),
     ] {
         let o = server.fetch("bob", &out, extra);
         assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", text(&o.stderr));
@@ -1154,10 +1159,11 @@ fn two_uploads_at_once_cannot_both_spend_the_free_disk_reserve() {
     let first = seal(dir.path(), "first.sxf", &["bob"], "first", 0);
     let second = seal(dir.path(), "second.sxf", &["bob"], "second", 0);
     let third = seal(dir.path(), "third.sxf", &["bob"], "third", 0);
-    let (len1, len2) = (read(&first).len() as u64, read(&second).len() as u64);
+    let (bytes1, bytes2) = (read(&first), read(&second));
+    let (len1, len2) = (bytes1.len() as u64, bytes2.len() as u64);
     // Room above the reserve for either upload, not for both.
     let reserve = 1_000_000u64;
-    let free = reserve + len1 + len2 - 1;
+    let free = reserve + len1 + len2 - 2;
     let server = Server::start(
         &dir.path().join("store"),
         &[
@@ -1169,44 +1175,260 @@ fn two_uploads_at_once_cannot_both_spend_the_free_disk_reserve() {
     );
     assert!(server.wait_for_log("TESTING: --assume-free-space", Duration::from_secs(5)));
 
-    // The first upload is accepted and held open halfway through.
-    let bytes = read(&first);
-    let mut raw = server.raw();
-    assert_eq!(raw.request(&Request::Upload(len1)), Reply::Ok);
-    let half = bytes.len() / 2;
-    protocol::write_request(&mut raw.stream, &Request::Data(bytes[..half].to_vec())).unwrap();
-
-    // Meanwhile the second is refused: the first holds its whole announced size.
-    let o = server.send(&second);
+    // Both are accepted (each announced size fits) and held open: the first
+    // halfway, the second one byte short. What they received is held.
+    let half = bytes1.len() / 2;
+    let mut one = server.raw();
+    assert_eq!(one.request(&Request::Upload(len1)), Reply::Ok);
+    protocol::write_request(&mut one.stream, &Request::Data(bytes1[..half].to_vec())).unwrap();
+    let mut two = server.raw();
+    assert_eq!(two.request(&Request::Upload(len2)), Reply::Ok);
+    protocol::write_request(
+        &mut two.stream,
+        &Request::Data(bytes2[..bytes2.len() - 1].to_vec()),
+    )
+    .unwrap();
+    // Meanwhile a third is refused up front: its size does not fit beside them.
+    let o = server.send(&third);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     let e = text(&o.stderr);
     assert!(e.contains("disk-full"), "{e}");
+    let held = half as u64 + len2 - 1;
     assert!(
         e.contains(&format!(
-            "{free} bytes free, {len1} held for uploads in progress"
+            "{free} bytes free, {held} held for uploads in progress"
         )),
         "{e}"
     );
 
-    // The first completes and is stored.
-    protocol::write_request(&mut raw.stream, &Request::Data(bytes[half..].to_vec())).unwrap();
-    assert!(matches!(raw.reply(), Reply::Stored { .. }));
-    // Its hold ended with it (the assumed free space does not shrink with
-    // what is stored), so the second fits now.
-    server.send_ok(&second);
-
-    // An upload that is cut off releases its hold too.
-    let mut raw = server.raw();
-    assert_eq!(raw.request(&Request::Upload(len1)), Reply::Ok);
-    protocol::write_request(&mut raw.stream, &Request::Data(bytes[..half].to_vec())).unwrap();
-    let o = server.send(&third);
-    assert!(text(&o.stderr).contains("disk-full"), "{}", text(&o.stderr));
-    drop(raw);
+    // The first's remaining bytes would spend the reserve: refused mid-upload.
+    protocol::write_request(&mut one.stream, &Request::Data(bytes1[half..].to_vec())).unwrap();
+    let m = expect_error(one.reply(), ErrorCode::DiskFull);
+    assert!(m.contains("nothing stored"), "{m}");
     assert!(
         server.wait_for_log("nothing stored", Duration::from_secs(10)),
         "{:?}",
         server.log()
     );
+    // The second completes; the refused first's hold ended with it.
+    protocol::write_request(
+        &mut two.stream,
+        &Request::Data(bytes2[bytes2.len() - 1..].to_vec()),
+    )
+    .unwrap();
+    assert!(matches!(two.reply(), Reply::Stored { .. }));
+    // Its hold ended with it too (the assumed free space does not shrink with
+    // what is stored), so the others fit now.
+    server.send_ok(&first);
     server.send_ok(&third);
     assert_eq!(server.mailbox_files("bob").len(), 3);
+}
+
+#[test]
+fn idle_announced_uploads_do_not_block_a_real_one() {
+    let dir = tempdir();
+    let archive = seal(dir.path(), "m.sxf", &["bob"], "real", 0);
+    let len = read(&archive).len() as u64;
+    let reserve = 1_000_000u64;
+    let free = reserve + len + len / 2;
+    let server = Server::start(
+        &dir.path().join("store"),
+        &[
+            "--min-free-space",
+            &reserve.to_string(),
+            "--assume-free-space",
+            &free.to_string(),
+        ],
+    );
+    assert!(server.wait_for_log("TESTING: --assume-free-space", Duration::from_secs(5)));
+    // Connections that announce an upload and send nothing hold nothing.
+    let idle: Vec<Raw> = (0..4)
+        .map(|_| {
+            let mut r = server.raw();
+            assert_eq!(r.request(&Request::Upload(len)), Reply::Ok);
+            r
+        })
+        .collect();
+    server.send_ok(&archive);
+    assert_eq!(server.mailbox_files("bob").len(), 1);
+    drop(idle);
+}
+
+/// Files `archive` into `store` through the library.
+fn deposit(store: &sxf::dropbox::store::Store, archive: &std::path::Path) -> (MessageId, bool) {
+    let mut up = store.begin_upload().unwrap();
+    up.write_all(&read(archive)).unwrap();
+    let d = store.deposit(up).unwrap();
+    (d.id, d.duplicate)
+}
+
+#[test]
+fn a_message_deleted_while_it_is_being_filed_never_becomes_a_phantom() {
+    use sxf::dropbox::store::Store;
+    let dir = tempdir();
+    let archive = seal(dir.path(), "m.sxf", &["bob", "carol"], "phantom", 0);
+    let (store, _) = Store::open(&dir.path().join("store"), 1 << 30).unwrap();
+    let store = std::sync::Arc::new(store);
+    let bob = fingerprint("bob");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deleter = {
+        let (store, bob, stop) = (store.clone(), bob.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for e in store.list(&bob, 100).unwrap().0 {
+                    store.delete(&bob, &e.id).unwrap();
+                }
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut rounds = 0;
+    while start.elapsed() < Duration::from_secs(3) && rounds < 400 {
+        deposit(&store, &archive);
+        rounds += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    deleter.join().unwrap();
+    // Drain what the deleter left; memory must then agree the mailbox is empty.
+    for e in store.list(&bob, 1000).unwrap().0 {
+        store.delete(&bob, &e.id).unwrap();
+    }
+    assert!(store.list(&bob, 1000).unwrap().0.is_empty());
+    assert!(
+        !store.wait(&bob, Duration::ZERO),
+        "memory still holds a message that is gone, after {rounds} rounds"
+    );
+    // The archive still waits for carol only, so it is filed anew for bob.
+    let carol = fingerprint("carol");
+    let (id, duplicate) = deposit(&store, &archive);
+    assert!(!duplicate);
+    assert!(store.open_message(&bob, &id).unwrap().is_some());
+    assert!(store.open_message(&carol, &id).unwrap().is_some());
+}
+
+#[test]
+fn a_message_another_fetcher_took_first_is_skipped_not_fatal() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    for i in 0..3 {
+        let m = seal(dir.path(), &format!("m{i}.sxf"), &["bob"], "race", 0);
+        server.send_ok(&m);
+    }
+    let connect = || {
+        let mut c = Client::connect(&server.addr, &ClientOptions::default()).unwrap();
+        c.authenticate(&private_key("bob")).unwrap();
+        c
+    };
+    let (out_a, out_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&out_a).unwrap();
+    std::fs::create_dir_all(&out_b).unwrap();
+    let mut a = connect();
+    let mut b = connect();
+    let mut took = 0;
+    // After A's first message, B takes every other one A has already listed.
+    let got_a = client::fetch_all(&mut a, &out_a, &mut |_| {
+        if took == 0 {
+            took = client::fetch_all(&mut b, &out_b, &mut |_| {}).unwrap();
+        }
+    })
+    .unwrap();
+    assert_eq!((got_a, took), (1, 2));
+    assert_eq!(
+        saved_archives(&out_a).len() + saved_archives(&out_b).len(),
+        3
+    );
+    assert!(server.mailbox_files("bob").is_empty());
+}
+
+#[test]
+fn watch_escapes_the_servers_error_sentence_before_printing_it() {
+    use std::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // A hostile server: every connection gets HELLO, then a transient ERROR
+    // whose sentence carries a terminal escape and a bidi override.
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(3) {
+            let Ok(mut s) = conn else { return };
+            let hello = Reply::Hello(protocol::Hello {
+                server_id: [7; 32],
+                max_message_size: 1 << 20,
+                max_wait_secs: 1,
+            });
+            let (t, b) = hello.encode();
+            let _ = protocol::write_frame(&mut s, t, &b);
+            let _ = protocol::read_frame(&mut s);
+            let err = Reply::Error {
+                code: ErrorCode::Busy,
+                message: "evil\x1b[2J\u{202e}text".into(),
+            };
+            let (t, b) = err.encode();
+            let _ = protocol::write_frame(&mut s, t, &b);
+        }
+    });
+    let dir = tempdir();
+    let mut watcher = sxf()
+        .args(["fetch", "--watch", "--server", &addr, "--key"])
+        .arg(key("bob.key"))
+        .arg("--out-dir")
+        .arg(dir.path().join("in"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(watcher.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    assert!(line.contains("reconnecting in"), "{line:?}");
+    assert!(line.contains("evil"), "{line:?}");
+    assert!(
+        !line.contains('\x1b') && !line.contains('\u{202e}'),
+        "{line:?}"
+    );
+    assert!(line.contains("\\u{1b}[2J"), "{line:?}");
+}
+
+#[test]
+fn store_directories_are_private_to_the_server_user() {
+    use std::os::unix::fs::PermissionsExt;
+    use sxf::dropbox::store::Store;
+    let dir = tempdir();
+    let archive = seal(dir.path(), "m.sxf", &["bob"], "private", 0);
+    let root = dir.path().join("new").join("store");
+    let (store, _) = Store::open(&root, 1 << 30).unwrap();
+    deposit(&store, &archive);
+    let bob_box = root
+        .join("mailboxes")
+        .join(hex::encode(fingerprint("bob").as_bytes()));
+    for d in [
+        root.clone(),
+        root.join("tmp"),
+        root.join("commit"),
+        root.join("mailboxes"),
+        bob_box,
+    ] {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+}
+
+#[test]
+fn fetch_refuses_a_message_over_its_own_max_size_and_leaves_it_waiting() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "big", 20_000);
+    let id = server.send_ok(&msg);
+    let out = dir.path().join("in");
+    let o = server.fetch("bob", &out, &["--max-size", "10000"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(e.contains("over this client's limit of 10000"), "{e}");
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{id}.sxf")]);
+    assert!(saved_archives(&out).is_empty());
+    let o = server.fetch("bob", &out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(read(&out.join(format!("{id}.sxf"))), read(&msg));
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -97,15 +97,23 @@ pub struct FetchArgs {
     /// With --open: the sender's public key; archives sealed by anyone else are rejected
     #[arg(long, value_name = "PUB", requires = "open")]
     from: Option<PathBuf>,
-    /// With --open: accept whatever sender key each archive embeds (prints a warning)
+    /// With --open: accept whatever sender key each archive embeds (prints a
+    /// warning; not with --watch)
     #[arg(long, requires = "open", conflicts_with = "from")]
     any_sender: bool,
     /// Refuse a server whose id (64 hex digits) differs
     #[arg(long, value_name = "HEX", value_parser = parse_server_id)]
     server_id: Option<[u8; 32]>,
+    /// Largest message to download, whatever the server says; larger ones stay
+    /// on the server
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    max_size: u64,
     #[command(flatten)]
     passphrase: PassphraseArgs,
 }
+
+/// The longest a `fetch` without `--watch` may take.
+const FETCH_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Parses `64MiB`, `1GiB`, `500k`, `1000`: SI suffixes are powers of 1000, IEC
 /// suffixes powers of 1024; a bare number is bytes.
@@ -321,6 +329,11 @@ pub fn fetch(a: FetchArgs) -> Result<()> {
             "say who the sender is with --open --from PUB (or accept any sender with --open --any-sender)"
         );
     }
+    if a.watch && a.any_sender {
+        anyhow::bail!(
+            "--watch cannot be used with --any-sender: anyone could then make this key decrypt whatever they send, automatically, and time it; use --open --from PUB with --watch, or fetch --open --any-sender without --watch"
+        );
+    }
     let key = a.passphrase.source().load_private_key(&a.key)?;
     let from = a.from.as_deref().map(super::load_public).transpose()?;
     let mode = match (&from, a.open, a.any_sender) {
@@ -333,7 +346,10 @@ pub fn fetch(a: FetchArgs) -> Result<()> {
     if swept > 0 {
         eprintln!("removed {swept} partial download(s) left by an interrupted fetch");
     }
-    let options = client_options(a.server_id);
+    let options = ClientOptions {
+        max_message_size: a.max_size,
+        ..client_options(a.server_id)
+    };
     let mut opener = Opener {
         out_dir: &a.out_dir,
         key: &key,
@@ -342,8 +358,20 @@ pub fn fetch(a: FetchArgs) -> Result<()> {
     };
     if !a.watch {
         let mut c = Client::connect(&a.server, &options).map_err(peer_error)?;
-        c.authenticate(&key)?;
-        let n = client::fetch_all(&mut c, &a.out_dir, &mut |f| opener.saved(f))?;
+        let deadline = c.deadline(FETCH_DEADLINE)?;
+        let n = c
+            .authenticate(&key)
+            .and_then(|()| client::fetch_all(&mut c, &a.out_dir, &mut |f| opener.saved(f)));
+        let n = match n {
+            Err(e) if deadline.expired() => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "the fetch did not finish within {}; what was saved is kept",
+                    humantime::format_duration(FETCH_DEADLINE)
+                )));
+            }
+            n => n?,
+        };
+        drop(deadline);
         if n == 0 {
             eprintln!("no messages waiting for {}", key.fingerprint());
         } else {
@@ -356,6 +384,7 @@ pub fn fetch(a: FetchArgs) -> Result<()> {
     }
     let mut backoff = Duration::from_secs(1);
     loop {
+        let started = Instant::now();
         match watch_session(
             &a.server,
             &options,
@@ -364,11 +393,18 @@ pub fn fetch(a: FetchArgs) -> Result<()> {
             &mut opener,
             &mut backoff,
         ) {
-            // The server's per-connection time limit: reconnect at once, quietly.
-            Err(e) if e.code() == Some(dbx::ErrorCode::Deadline) => {}
+            // The server's per-connection time limit: reconnect at once,
+            // quietly, but only after a session that lasted; a server that
+            // cuts every session short is backed off from like any other.
+            Err(e)
+                if e.code() == Some(dbx::ErrorCode::Deadline)
+                    && started.elapsed() >= MIN_SESSION_FOR_QUICK_RECONNECT => {}
             Err(e) if e.is_transient() => {
+                // The server's sentence is the server's: escape it like any
+                // other error text before it reaches the terminal.
                 eprintln!(
-                    "sxf: {e}; reconnecting in {}",
+                    "sxf: {}; reconnecting in {}",
+                    super::describe(&anyhow::Error::new(e)),
                     humantime::format_duration(backoff)
                 );
                 thread::sleep(backoff);
@@ -398,10 +434,34 @@ fn watch_session(
         key.fingerprint()
     );
     let wait = Duration::from_secs(u64::from(c.hello().max_wait_secs.max(1)));
+    // WAIT said ready but LIST found nothing: normal once in a while (another
+    // fetcher took it), a spinning loop if a server keeps saying so.
+    let mut empty_ready_rounds = 0u32;
+    let mut ready = false;
     loop {
-        client::fetch_all(&mut c, out_dir, &mut |f| opener.saved(f))?;
-        c.wait(wait)?;
+        let n = client::fetch_all(&mut c, out_dir, &mut |f| opener.saved(f))?;
+        if ready && n == 0 {
+            empty_ready_rounds += 1;
+            thread::sleep(empty_ready_pause(empty_ready_rounds));
+        } else {
+            empty_ready_rounds = 0;
+        }
+        ready = c.wait(wait)?;
     }
+}
+
+/// A `--watch` session at least this long may reconnect at once after the
+/// server's `deadline`.
+const MIN_SESSION_FOR_QUICK_RECONNECT: Duration = Duration::from_secs(5);
+
+/// The pause after `rounds` WAIT-ready rounds in a row that found nothing: none
+/// for the first two, then 100 ms doubling up to 10 s.
+fn empty_ready_pause(rounds: u32) -> Duration {
+    if rounds <= 2 {
+        return Duration::ZERO;
+    }
+    let exp = (rounds - 3).min(7);
+    (Duration::from_millis(100) * (1 << exp)).min(Duration::from_secs(10))
 }
 
 #[cfg(test)]
@@ -423,6 +483,16 @@ mod tests {
         assert!(parse_size("1.5GiB").is_err());
         assert!(parse_size("12parsecs").is_err());
         assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn watch_backs_off_from_a_server_that_keeps_saying_ready_with_nothing_to_list() {
+        assert_eq!(empty_ready_pause(1), Duration::ZERO);
+        assert_eq!(empty_ready_pause(2), Duration::ZERO);
+        assert_eq!(empty_ready_pause(3), Duration::from_millis(100));
+        assert_eq!(empty_ready_pause(4), Duration::from_millis(200));
+        assert_eq!(empty_ready_pause(50), Duration::from_secs(10));
+        assert_eq!(empty_ready_pause(u32::MAX), Duration::from_secs(10));
     }
 
     #[test]

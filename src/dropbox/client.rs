@@ -33,6 +33,9 @@ pub struct ClientOptions {
     pub io_timeout: Duration,
     /// Refuse a server whose HELLO presents another id.
     pub server_id: Option<[u8; 32]>,
+    /// The largest message this client downloads, whatever the server's HELLO
+    /// says: a hostile server cannot fill the disk with one.
+    pub max_message_size: u64,
 }
 
 impl Default for ClientOptions {
@@ -41,6 +44,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(60),
             server_id: None,
+            max_message_size: super::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -52,6 +56,7 @@ pub struct Client {
     peer: SocketAddr,
     hello: Hello,
     io_timeout: Duration,
+    max_message_size: u64,
 }
 
 /// What the server said to an upload.
@@ -99,6 +104,7 @@ impl Client {
                 max_wait_secs: 0,
             },
             io_timeout: options.io_timeout,
+            max_message_size: options.max_message_size,
         };
         match client.recv()? {
             Reply::Hello(h) => client.hello = h,
@@ -254,6 +260,13 @@ impl Client {
                 self.hello.max_message_size
             )));
         }
+        if len > self.max_message_size {
+            return Err(Error::Protocol(format!(
+                "the server announced a {len}-byte message, over this client's limit of {} \
+                 (--max-size); it is left on the server",
+                self.max_message_size
+            )));
+        }
         let mut got = 0u64;
         while got < len {
             match self.recv()? {
@@ -287,6 +300,35 @@ impl Client {
         }
     }
 
+    /// Cuts this connection when `limit` has passed, unless the returned
+    /// [`Deadline`] is dropped first: a server that stalls or dribbles cannot
+    /// hold the client forever. Once it fired, [`Deadline::expired`] says so.
+    pub fn deadline(&self, limit: Duration) -> Result<Deadline, Error> {
+        let stream = self
+            .io
+            .get_ref()
+            .try_clone()
+            .map_err(|e| Error::conn(format!("connecting to {}", self.addr), e))?;
+        let expired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+        let flag = expired.clone();
+        std::thread::Builder::new()
+            .name("sxf-fetch-deadline".into())
+            .spawn(move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    cancelled.recv_timeout(limit)
+                {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                }
+            })
+            .map_err(|e| Error::io("starting the deadline thread", e))?;
+        Ok(Deadline {
+            expired,
+            _cancel: cancel,
+        })
+    }
+
     /// Long-polls: returns true as soon as the mailbox holds a message, false
     /// when the server's wait ran out. The server holds the request; nothing
     /// here sleeps or polls.
@@ -301,6 +343,19 @@ impl Client {
             Reply::Wait { ready } => Ok(ready),
             other => Err(unexpected("WAIT", &other)),
         }
+    }
+}
+
+/// A running [`Client::deadline`]; dropping it cancels the deadline.
+pub struct Deadline {
+    expired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _cancel: std::sync::mpsc::Sender<()>,
+}
+
+impl Deadline {
+    /// Whether the deadline passed and cut the connection.
+    pub fn expired(&self) -> bool {
+        self.expired.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -389,7 +444,10 @@ pub fn fetch_all(
             return Ok(count);
         }
         for entry in entries {
-            let fetched = save_one(client, &entry, out_dir)?;
+            // Another fetcher of this mailbox took it first: not an error.
+            let Some(fetched) = save_one(client, &entry, out_dir)? else {
+                continue;
+            };
             client.delete(entry.id)?;
             count += 1;
             each(&fetched);
@@ -397,7 +455,13 @@ pub fn fetch_all(
     }
 }
 
-fn save_one(client: &mut Client, entry: &ListEntry, out_dir: &Path) -> Result<Fetched, Error> {
+/// Saves one listed message; `None` when the server no longer has it (another
+/// fetcher took it between LIST and GET).
+fn save_one(
+    client: &mut Client,
+    entry: &ListEntry,
+    out_dir: &Path,
+) -> Result<Option<Fetched>, Error> {
     let path = out_dir.join(format!("{}.sxf", entry.id));
     let io_err = |e| Error::io(path.display().to_string(), e);
     let done = |already_saved| Fetched {
@@ -407,7 +471,17 @@ fn save_one(client: &mut Client, entry: &ListEntry, out_dir: &Path) -> Result<Fe
         already_saved,
     };
     match fs::metadata(&path) {
-        Ok(m) if m.len() == entry.len => return Ok(done(true)),
+        Ok(m) if m.len() == entry.len => {
+            // Saved by an interrupted fetch, perhaps not durably: make it so
+            // before the DELETE.
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err)?;
+            File::open(out_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(format!("syncing {}", out_dir.display()), e))?;
+            return Ok(Some(done(true)));
+        }
         Ok(_) => {
             return Err(io_err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -424,18 +498,25 @@ fn save_one(client: &mut Client, entry: &ListEntry, out_dir: &Path) -> Result<Fe
         .map_err(|e| Error::io(format!("creating a file in {}", out_dir.display()), e))?;
     {
         let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
-        client.download(entry.id, &mut w)?;
+        match client.download(entry.id, &mut w) {
+            Ok(_) => {}
+            Err(Error::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
         w.flush().map_err(io_err)?;
     }
     tmp.as_file().sync_all().map_err(io_err)?;
     match tmp.persist_noclobber(&path) {
         Ok(_) => {}
         // Another fetch into the same directory saved it first.
-        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok(done(true)),
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok(Some(done(true))),
         Err(e) => return Err(io_err(e.error)),
     }
     File::open(out_dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing {}", out_dir.display()), e))?;
-    Ok(done(false))
+    Ok(Some(done(false)))
 }

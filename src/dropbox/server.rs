@@ -389,11 +389,14 @@ impl Server {
             .name("sxf-dropbox-conn".into())
             .spawn(move || {
                 let shared = thread_shared;
+                // Frees the connection slot however the thread ends, a panic
+                // included (declared first, so it drops after `conn`).
+                let _slot = ConnSlot {
+                    shared: &shared,
+                    id,
+                };
                 let mut conn = Conn::new(&shared, id, stream, peer, &*thread_log);
                 conn.serve();
-                drop(conn);
-                shared.conns().live.remove(&id);
-                shared.drained.notify_all();
             });
         if spawned.is_err() {
             let entry = shared.conns().live.remove(&id);
@@ -406,6 +409,19 @@ impl Server {
                 reason: busy_reason,
             });
         }
+    }
+}
+
+/// A connection's entry in [`Conns::live`]; removed on drop.
+struct ConnSlot<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for ConnSlot<'_> {
+    fn drop(&mut self) {
+        self.shared.conns().live.remove(&self.id);
+        self.shared.drained.notify_all();
     }
 }
 
@@ -854,10 +870,12 @@ impl<'a> Conn<'a> {
             self.refuse(Code::TooLarge, reason)?;
             return Ok(Flow::Continue);
         }
-        // Held until the upload is filed, refused or cut off. After the data
-        // it is released before the answer, so a client holding STORED can
-        // count on the space being free again.
-        let disk = match self
+        // The announced size must fit now; then only the bytes received are
+        // held (each chunk checked against the reserve as it comes), until the
+        // upload is filed, refused or cut off. After the data it is released
+        // before the answer, so a client holding STORED can count on the space
+        // being free again.
+        let mut disk = match self
             .shared
             .store
             .hold_disk_space(len, config.min_free_space)
@@ -935,6 +953,29 @@ impl<'a> Conn<'a> {
                     ),
                 );
                 return Ok(Flow::Close);
+            }
+            match disk.grow(frame.body.len() as u64, config.min_free_space) {
+                Ok(()) => {}
+                Err(DiskRefusal::Low {
+                    free,
+                    in_flight,
+                    reserve,
+                }) => {
+                    self.close_with(
+                        Code::DiskFull,
+                        format!(
+                            "the server ran low on disk space during the upload ({free} bytes free, \
+                             {in_flight} held for uploads in progress, it keeps {reserve} in reserve; \
+                             {} of {len} bytes received); nothing stored, try again later",
+                            up.written()
+                        ),
+                    );
+                    return Ok(Flow::Close);
+                }
+                Err(DiskRefusal::Io(e)) => {
+                    self.close_with(Code::Internal, format!("cannot check free disk space: {e}"));
+                    return Ok(Flow::Close);
+                }
             }
             if let Err(e) = up.write_all(&frame.body) {
                 let code = if e.kind() == io::ErrorKind::StorageFull {

@@ -29,7 +29,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -217,6 +217,15 @@ fn is_id_name(name: &str, prefix: &str, suffix: &str) -> Option<MessageId> {
         .and_then(MessageId::parse)
 }
 
+/// Creates a directory (and its missing parents) readable by its owner only:
+/// mailbox names, message ids and sizes are nobody else's business.
+fn private_dir_all(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -284,7 +293,7 @@ impl Store {
     /// Opens (creating if needed) a store, takes its lock, sweeps temp files and
     /// finishes or discards interrupted filings.
     pub fn open(root: &Path, quota: u64) -> io::Result<(Store, OpenReport)> {
-        fs::create_dir_all(root).map_err(|e| ctx(format!("creating {}", root.display()), e))?;
+        private_dir_all(root).map_err(|e| ctx(format!("creating {}", root.display()), e))?;
         let lock = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -303,7 +312,7 @@ impl Store {
         let commit = root.join("commit");
         let mailboxes = root.join("mailboxes");
         for d in [&tmp, &commit, &mailboxes] {
-            fs::create_dir_all(d).map_err(|e| ctx(format!("creating {}", d.display()), e))?;
+            private_dir_all(d).map_err(|e| ctx(format!("creating {}", d.display()), e))?;
         }
         sync_dir(root)?;
         let server_id = load_or_create_server_id(root)?;
@@ -480,27 +489,37 @@ impl Store {
         Ok(s.f_bavail.saturating_mul(s.f_frsize))
     }
 
-    /// Holds `len` bytes of free space for an upload until the returned guard
-    /// is dropped, or refuses when the filesystem's free space, less what
-    /// uploads in progress already hold, less `len`, would fall under `min_free`.
-    /// The check and the hold are one step, so concurrent uploads can never
-    /// each pass on the same free space.
+    /// Starts holding free space for an upload announced as `len` bytes, or
+    /// refuses when the filesystem's free space, less what uploads in progress
+    /// already hold, less `len`, would fall under `min_free`. The guard holds
+    /// nothing yet: [`DiskHold::grow`] holds each received chunk as it comes,
+    /// so an upload that only announces a size holds no space for anyone.
     pub fn hold_disk_space(&self, len: u64, min_free: u64) -> Result<DiskHold<'_>, DiskRefusal> {
+        self.take_disk_space(len, 0, min_free)?;
+        Ok(DiskHold {
+            store: self,
+            len: 0,
+        })
+    }
+
+    /// Checks that `needed` more bytes fit above the reserve and holds `hold`
+    /// of them. The check and the hold are one step, so concurrent uploads can
+    /// never each pass on the same free space.
+    fn take_disk_space(&self, needed: u64, hold: u64, min_free: u64) -> Result<(), DiskRefusal> {
         let mut in_flight = self
             .disk_in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let free = self.free_space().map_err(DiskRefusal::Io)?;
-        let needed = min_free.saturating_add(*in_flight).saturating_add(len);
-        if free < needed {
+        if free < min_free.saturating_add(*in_flight).saturating_add(needed) {
             return Err(DiskRefusal::Low {
                 free,
                 in_flight: *in_flight,
                 reserve: min_free,
             });
         }
-        *in_flight += len;
-        Ok(DiskHold { store: self, len })
+        *in_flight += hold;
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -575,20 +594,24 @@ impl Store {
         state.filing.insert(digest);
         drop(state);
 
-        let result = MessageId::generate().and_then(|id| {
-            self.file_links(upload, &recipients, id, &digest)
+        let committed = MessageId::generate().and_then(|id| {
+            self.commit_links(upload, &recipients, id, &digest)
                 .map(|_| id)
         });
+        // The message is known in memory before any of its names becomes
+        // visible: a recipient's DELETE can then never remove a file whose id
+        // memory does not hold yet (memory would keep a message that is gone).
         let mut state = self.lock();
         state.filing.remove(&digest);
         for r in &recipients {
             let b = state.boxes.entry(r.clone()).or_default();
             b.reserved -= len;
-            if let Ok(id) = &result {
+            if let Ok(id) = &committed {
                 b.insert(*id, digest, len);
             }
         }
         drop(state);
+        let result = committed.and_then(|id| self.publish_links(&recipients, id).map(|_| id));
         // Wakes long-polls, and identical uploads waiting for this filing.
         self.changed.notify_all();
         Ok(Deposited {
@@ -633,9 +656,9 @@ impl Store {
         Ok(())
     }
 
-    /// Pending links (and digest records) in every mailbox, the commit rename,
-    /// then the visible names.
-    fn file_links(
+    /// Pending links (and digest records) in every mailbox, then the commit
+    /// rename. [`Store::publish_links`] makes the names visible.
+    fn commit_links(
         &self,
         upload: Upload,
         recipients: &[Fingerprint],
@@ -658,7 +681,7 @@ impl Store {
             for r in recipients {
                 let dir = self.mailbox_dir(r);
                 if !dir.exists() {
-                    match fs::create_dir(&dir) {
+                    match fs::DirBuilder::new().mode(0o700).create(&dir) {
                         Ok(()) => sync_dir(&self.mailboxes)?,
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                         Err(e) => return Err(e),
@@ -688,8 +711,15 @@ impl Store {
             }
             return Err(e.error);
         }
-        sync_dir(&self.commit)?;
-        // Past the commit point a failure is finished by the next start-up.
+        sync_dir(&self.commit)
+    }
+
+    /// Past the commit point: the visible names, then the commit record goes.
+    /// A failure here is finished by the next start-up.
+    fn publish_links(&self, recipients: &[Fingerprint], id: MessageId) -> io::Result<()> {
+        let pending_name = format!(".{id}.pending");
+        let final_name = format!("{id}.sxf");
+        let commit_path = self.commit.join(&final_name);
         for r in recipients {
             let dir = self.mailbox_dir(r);
             fs::rename(dir.join(&pending_name), dir.join(&final_name))?;
@@ -826,11 +856,21 @@ pub enum DiskRefusal {
     Io(io::Error),
 }
 
-/// Free space held for one upload in progress; released on drop, whether the
-/// upload was filed or failed.
+/// Free space held for one upload in progress: the bytes received so far.
+/// Released on drop, whether the upload was filed or failed.
 pub struct DiskHold<'a> {
     store: &'a Store,
     len: u64,
+}
+
+impl DiskHold<'_> {
+    /// Holds `n` more bytes (a chunk about to be written), or refuses when they
+    /// would breach the reserve.
+    pub fn grow(&mut self, n: u64, min_free: u64) -> Result<(), DiskRefusal> {
+        self.store.take_disk_space(n, n, min_free)?;
+        self.len += n;
+        Ok(())
+    }
 }
 
 impl Drop for DiskHold<'_> {
