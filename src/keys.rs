@@ -268,7 +268,8 @@ fn read_pem(path: &Path) -> Result<(Zeroizing<String>, PemKind), KeyError> {
         });
     }
     // Read at most one byte past the cap, so a FIFO cannot feed more.
-    let mut bytes = Zeroizing::new(Vec::new());
+    // Allocated once at full size, so no reallocation leaves a copy behind.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES as usize + 1));
     fs::File::open(path)
         .and_then(|f| f.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes))
         .map_err(read_err)?;

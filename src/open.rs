@@ -263,6 +263,10 @@ pub fn open(
     remac.map_err(|_| Error::CannotDecrypt)?;
     // 9. Publish: sync the files, then rename the directory into place.
     crate::fsutil::sync_dir(staging.path()).map_err(|e| Error::io("syncing output", e))?;
+    // A stop asked for during the sync still wins: nothing is published.
+    if crate::Stoppable::<()>::stopped(&stop) {
+        return Err(Error::Interrupted);
+    }
     let staged = staging.keep();
     if let Err(e) = crate::fsutil::rename_noreplace(&staged, out_dir) {
         let _ = fs::remove_dir_all(&staged);

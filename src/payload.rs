@@ -363,6 +363,12 @@ pub fn safe_file_name(name: &str, index: usize) -> String {
     out
 }
 
+/// Lowercases character by character (unlike `str::to_lowercase`, whose final
+/// sigma depends on context), so equal names compare equal wherever they occur.
+fn fold_case(name: &str) -> String {
+    name.chars().flat_map(char::to_lowercase).collect()
+}
+
 /// The output names taken so far, compared case-insensitively, with the next
 /// suffix to try for each name, so that many equal names stay linear.
 #[derive(Default)]
@@ -374,7 +380,7 @@ struct NamesInUse {
 impl NamesInUse {
     fn with_reserved(name: &str) -> Self {
         let mut names = NamesInUse::default();
-        names.used.insert(name.to_lowercase());
+        names.used.insert(fold_case(name));
         names
     }
 
@@ -385,15 +391,15 @@ impl NamesInUse {
             Some(i) if i > 0 => (&name[..i], &name[i..]),
             _ => (name, ""),
         };
-        let key = name.to_lowercase();
+        let key = fold_case(name);
         let mut candidate = name.to_owned();
         let mut n = self.next_suffix.get(&key).copied().unwrap_or(2);
-        while self.used.contains(&candidate.to_lowercase()) {
+        while self.used.contains(&fold_case(&candidate)) {
             candidate = format!("{stem} ({n}){ext}");
             n += 1;
         }
         self.next_suffix.insert(key, n);
-        self.used.insert(candidate.to_lowercase());
+        self.used.insert(fold_case(&candidate));
         candidate
     }
 }
@@ -497,6 +503,10 @@ mod tests {
         assert_eq!(names.claim("photo.jpg"), "photo (2).jpg");
         assert_eq!(names.claim("photo (2).jpg"), "photo (2) (2).jpg");
         assert_eq!(names.claim("PHOTO.jpg"), "PHOTO (3).jpg");
+        // Case folding is per character: a final sigma folds like any other.
+        assert_eq!(names.claim("AΣ.jpg"), "AΣ.jpg");
+        assert_eq!(names.claim("Aσ.jpg"), "Aσ (2).jpg");
+        assert_eq!(names.claim("AΣ.jpg"), "AΣ (3).jpg");
     }
 
     #[test]

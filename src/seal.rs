@@ -135,7 +135,11 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
     // Plan the payload: images are compressed in memory, attachments stream from disk.
     let mut files = Vec::new();
     let mut images = Vec::new();
+    let stop = progress.stop_flag();
     for path in &req.images {
+        if crate::Stoppable::<()>::stopped(&stop) {
+            return Err(Error::Interrupted);
+        }
         let img = process_image(path, &req.image_options)?;
         images.push(ImageSummary {
             path: path.clone(),
@@ -215,7 +219,6 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
             .map_err(write_err)?;
     let header = mac_header(req.sender.fingerprint(), &recipient_fps);
     progress.begin("sealing", plaintext_len);
-    let stop = progress.stop_flag();
     let plaintext = crate::Stoppable {
         inner: plan.into_reader(),
         flag: stop.clone(),
@@ -271,6 +274,10 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
     drop(buffered);
     tmp.as_file().sync_all().map_err(write_err)?;
     let archive_len = tmp.as_file().metadata().map_err(write_err)?.len();
+    // A stop asked for while signing or syncing still wins: nothing is published.
+    if crate::Stoppable::<()>::stopped(&stop) {
+        return Err(Error::Interrupted);
+    }
     tmp.persist_noclobber(out).map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
             Error::Usage(format!(

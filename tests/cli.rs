@@ -1069,3 +1069,28 @@ fn io_error_messages_state_the_cause_once() {
         );
     }
 }
+
+#[test]
+fn passphrase_file_takes_its_first_line_and_refuses_an_overlong_one() {
+    let dir = tempdir().unwrap();
+    let archive = dir.path().join("from-carol.sxf");
+    let pass_file = dir.path().join("carol-pass");
+    // A Windows line end and a second line are not part of the passphrase.
+    fs::write(&pass_file, format!("{CAROL_PASSPHRASE}\r\nsecond line\n")).unwrap();
+    let r = run(
+        seal_cmd(&archive, &["bob.pub"], "carol.key", args!["-m", "hi"])
+            .arg("--passphrase-file")
+            .arg(&pass_file),
+    );
+    r.assert_code(0, "seal with carol's key and a CRLF passphrase file");
+
+    let long = dir.path().join("long-pass");
+    fs::write(&long, "x".repeat(5000)).unwrap();
+    let out = dir.path().join("never.sxf");
+    run(seal_cmd(&out, &["bob.pub"], "carol.key", args!["-m", "hi"])
+        .arg("--passphrase-file")
+        .arg(&long))
+    .assert_code(2, "an overlong passphrase line")
+    .assert_stderr_contains("longer than", "says why");
+    assert_not_created(&out);
+}

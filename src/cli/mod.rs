@@ -320,23 +320,35 @@ fn read_message(a: &SealArgs) -> Result<String> {
     if let Some(m) = &a.message {
         return Ok(m.clone());
     }
+    // One byte more than the limit is enough for seal to refuse it clearly.
+    let cap = sxf::payload::MAX_MESSAGE_LEN + 1;
     let mut bytes = Vec::new();
     match &a.message_file {
         Some(p) if p.as_os_str() == "-" => {
             std::io::stdin()
+                .take(cap)
                 .read_to_end(&mut bytes)
                 .context("reading the message from standard input")?;
         }
         Some(p) => {
-            bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            std::fs::File::open(p)
+                .and_then(|f| f.take(cap).read_to_end(&mut bytes))
+                .with_context(|| format!("reading {}", p.display()))?;
         }
         None if std::io::stdin().is_terminal() => {
             eprintln!("Type the message; end it with Ctrl-D on a line of its own:");
             std::io::stdin()
+                .take(cap)
                 .read_to_end(&mut bytes)
                 .context("reading the message")?;
         }
         None => {}
+    }
+    if bytes.len() as u64 >= cap {
+        bail!(
+            "the message is longer than {} bytes, the limit; attach large text as a file",
+            sxf::payload::MAX_MESSAGE_LEN
+        );
     }
     String::from_utf8(bytes).context("the message is not valid UTF-8 text")
 }

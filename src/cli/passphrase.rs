@@ -9,6 +9,8 @@ use sxf::keys::{self, KeyError, PrivateKeyInfo};
 use zeroize::Zeroizing;
 
 pub const ENV_VAR: &str = "SXF_PASSPHRASE";
+/// The longest passphrase line read from `--passphrase-file`.
+const MAX_PASSPHRASE_FILE: usize = 4096;
 
 /// Turns "no passphrase given" into advice on how to give one.
 pub fn explain(e: KeyError) -> anyhow::Error {
@@ -40,15 +42,31 @@ impl PassphraseSource {
     /// A passphrase from the file or the environment, if either is given.
     fn given(&self) -> Result<Option<Zeroizing<String>>, KeyError> {
         if let Some(path) = &self.file {
-            let mut text = Zeroizing::new(String::new());
+            // The first line, at most MAX_PASSPHRASE_FILE bytes; never a silent cut.
+            let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE_FILE + 1));
             std::fs::File::open(path)
-                .and_then(|f| f.take(4096).read_to_string(&mut text))
+                .and_then(|f| {
+                    f.take(MAX_PASSPHRASE_FILE as u64 + 1)
+                        .read_to_end(&mut bytes)
+                })
                 .map_err(|source| KeyError::Read {
                     path: path.clone(),
                     source,
                 })?;
-            let first = text.lines().next().unwrap_or("");
-            return Ok(Some(Zeroizing::new(first.to_owned())));
+            let line_end = bytes.iter().position(|&b| b == b'\n');
+            if line_end.is_none() && bytes.len() > MAX_PASSPHRASE_FILE {
+                return Err(KeyError::Parse {
+                    path: path.clone(),
+                    reason: format!("its first line is longer than {MAX_PASSPHRASE_FILE} bytes"),
+                });
+            }
+            let first = &bytes[..line_end.unwrap_or(bytes.len())];
+            let first = first.strip_suffix(b"\r").unwrap_or(first);
+            let text = std::str::from_utf8(first).map_err(|_| KeyError::Parse {
+                path: path.clone(),
+                reason: "the passphrase is not UTF-8 text".into(),
+            })?;
+            return Ok(Some(Zeroizing::new(text.to_owned())));
         }
         if let Ok(v) = std::env::var(ENV_VAR) {
             return Ok(Some(Zeroizing::new(v)));
