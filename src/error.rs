@@ -76,6 +76,14 @@ impl Error {
         }
     }
 
+    /// The refusal to replace an existing file or directory.
+    pub(crate) fn already_exists(path: &std::path::Path) -> Self {
+        Error::Usage(format!(
+            "{} already exists; sxf never overwrites",
+            path.display()
+        ))
+    }
+
     pub(crate) fn io_at(path: &std::path::Path, source: io::Error) -> Self {
         Error::io(path.display().to_string(), source)
     }

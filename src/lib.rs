@@ -53,21 +53,46 @@ pub(crate) fn parse_lower_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     (canonical && hex::decode_to_slice(text, &mut out).is_ok()).then_some(out)
 }
 
-/// Wraps a reader so that it fails once the stop flag is set.
-pub(crate) struct Stoppable<R> {
-    pub(crate) inner: R,
-    pub(crate) flag: Option<Arc<AtomicBool>>,
+/// The caller's stop request (see [`Progress::stop_flag`]), as seal and open use it.
+#[derive(Clone)]
+pub(crate) struct StopFlag(Option<Arc<AtomicBool>>);
+
+impl StopFlag {
+    pub(crate) fn of(progress: &dyn Progress) -> Self {
+        StopFlag(progress.stop_flag())
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// `Err(Interrupted)` once a stop was asked for.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        if self.is_set() {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Wraps a reader so that it fails at its next read once a stop was asked for.
+    pub(crate) fn guard<R>(&self, inner: R) -> Stoppable<R> {
+        Stoppable {
+            inner,
+            flag: self.clone(),
+        }
+    }
 }
 
-impl<R> Stoppable<R> {
-    pub(crate) fn stopped(flag: &Option<Arc<AtomicBool>>) -> bool {
-        flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
-    }
+/// A reader that fails once its [`StopFlag`] is set.
+pub(crate) struct Stoppable<R> {
+    inner: R,
+    flag: StopFlag,
 }
 
 impl<R: std::io::Read> std::io::Read for Stoppable<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if Self::stopped(&self.flag) {
+        if self.flag.is_set() {
             return Err(std::io::Error::other("interrupted"));
         }
         self.inner.read(buf)

@@ -129,11 +129,8 @@ fn check_payload(
     progress: &mut dyn Progress,
 ) -> Result<(), Error> {
     progress.begin("verifying", manifest.manifest.payload.length);
-    let stop = progress.stop_flag();
-    let reader = crate::Stoppable {
-        inner: container.payload_reader()?,
-        flag: stop.clone(),
-    };
+    let stop = crate::StopFlag::of(progress);
+    let reader = stop.guard(container.payload_reader()?);
     let result = crypto::check_stream(
         reader,
         &manifest.payload_sha256,
@@ -147,9 +144,7 @@ fn check_payload(
             "payload.bin differs from what the manifest commits to".into(),
         )),
         Err(StreamCheckError::Mac) => Err(Error::CannotDecrypt),
-        Err(StreamCheckError::Io(_)) if crate::Stoppable::<()>::stopped(&stop) => {
-            Err(Error::Interrupted)
-        }
+        Err(StreamCheckError::Io(_)) if stop.is_set() => Err(Error::Interrupted),
         Err(StreamCheckError::Io(e)) => Err(crate::format::FormatError::Io(e).into()),
     }
 }
@@ -179,10 +174,7 @@ pub fn open(
     progress: &mut dyn Progress,
 ) -> Result<Opened, Error> {
     if out_dir.exists() {
-        return Err(Error::Usage(format!(
-            "{} already exists; sxf never overwrites",
-            out_dir.display()
-        )));
+        return Err(Error::already_exists(out_dir));
     }
     // 1. Container rules.
     let mut container = ContainerReader::open(archive)?;
@@ -224,14 +216,11 @@ pub fn open(
     //    The MAC is computed again over the bytes actually decrypted, so a file
     //    changed after step 7 is caught before anything is published.
     progress.begin("decrypting", manifest.manifest.payload.length);
-    let stop = progress.stop_flag();
+    let stop = crate::StopFlag::of(progress);
     let mut decrypted = DecryptReader::new(
         MacReader::new(
             ProgressReader {
-                inner: crate::Stoppable {
-                    inner: container.payload_reader()?,
-                    flag: stop.clone(),
-                },
+                inner: stop.guard(container.payload_reader()?),
                 progress: &mut *progress,
             },
             &content_key,
@@ -246,9 +235,7 @@ pub fn open(
     let drained = io::copy(&mut mac_reader, &mut io::sink())
         .map(|_| mac_reader.verify(&manifest.payload_mac));
     progress.end();
-    if crate::Stoppable::<()>::stopped(&stop) {
-        return Err(Error::Interrupted);
-    }
+    stop.check()?;
     // A failure to read the archive itself (I/O, a CRC mismatch) is reported as
     // such; it depends on no key, so it tells nothing about the decryption.
     let remac = drained.map_err(|e| Error::from(crate::format::FormatError::Io(e)))?;
@@ -264,17 +251,12 @@ pub fn open(
     // 9. Publish: sync the files, then rename the directory into place.
     crate::fsutil::sync_dir(staging.path()).map_err(|e| Error::io("syncing output", e))?;
     // A stop asked for during the sync still wins: nothing is published.
-    if crate::Stoppable::<()>::stopped(&stop) {
-        return Err(Error::Interrupted);
-    }
+    stop.check()?;
     let staged = staging.keep();
     if let Err(e) = crate::fsutil::rename_noreplace(&staged, out_dir) {
         let _ = fs::remove_dir_all(&staged);
         return Err(if e.kind() == io::ErrorKind::AlreadyExists {
-            Error::Usage(format!(
-                "{} already exists; sxf never overwrites",
-                out_dir.display()
-            ))
+            Error::already_exists(out_dir)
         } else {
             Error::io(format!("creating {}", out_dir.display()), e)
         });

@@ -126,20 +126,15 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         recipient_fps.push(r.fingerprint().clone());
     }
     if out.exists() {
-        return Err(Error::Usage(format!(
-            "{} already exists; sxf never overwrites",
-            out.display()
-        )));
+        return Err(Error::already_exists(out));
     }
 
     // Plan the payload: images are compressed in memory, attachments stream from disk.
     let mut files = Vec::new();
     let mut images = Vec::new();
-    let stop = progress.stop_flag();
+    let stop = crate::StopFlag::of(progress);
     for path in &req.images {
-        if crate::Stoppable::<()>::stopped(&stop) {
-            return Err(Error::Interrupted);
-        }
+        stop.check()?;
         let img = process_image(path, &req.image_options)?;
         images.push(ImageSummary {
             path: path.clone(),
@@ -219,10 +214,7 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
             .map_err(write_err)?;
     let header = mac_header(req.sender.fingerprint(), &recipient_fps);
     progress.begin("sealing", plaintext_len);
-    let plaintext = crate::Stoppable {
-        inner: plan.into_reader(),
-        flag: stop.clone(),
-    };
+    let plaintext = stop.guard(plan.into_reader());
     let digests = {
         let payload_out = writer
             .start_payload(crypto::sealed_len(plaintext_len))
@@ -236,7 +228,7 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
             &mut |n| progress.advance(n),
         )
         .map_err(|e| {
-            if crate::Stoppable::<()>::stopped(&stop) {
+            if stop.is_set() {
                 Error::Interrupted
             } else {
                 Error::io("sealing", e)
@@ -275,15 +267,10 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
     tmp.as_file().sync_all().map_err(write_err)?;
     let archive_len = tmp.as_file().metadata().map_err(write_err)?.len();
     // A stop asked for while signing or syncing still wins: nothing is published.
-    if crate::Stoppable::<()>::stopped(&stop) {
-        return Err(Error::Interrupted);
-    }
+    stop.check()?;
     tmp.persist_noclobber(out).map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Usage(format!(
-                "{} already exists; sxf never overwrites",
-                out.display()
-            ))
+            Error::already_exists(out)
         } else {
             write_err(e.error)
         }
