@@ -38,6 +38,10 @@
 //! is detected, the header is read under the same limits, and a JPEG must have its
 //! end-of-image marker; the pixels are not decoded.
 
+mod colour;
+#[allow(unused_imports)] // read by the decoders as they are added
+pub(crate) use colour::ColourInfo;
+
 use std::fs::File;
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
