@@ -160,6 +160,8 @@ fn seal_all(
                             image_options: Default::default(),
                             attachments: attachments.clone(),
                             created: std::time::SystemTime::now(),
+                            fit: None,
+                            threads: None,
                         };
                         sxf::seal::seal(request, &paths[i], &mut sxf::NoProgress)?;
                     }

@@ -270,6 +270,8 @@ impl Generator {
             image_options: ImageOptions::default(),
             attachments: vec![attachment],
             created: SystemTime::UNIX_EPOCH + Duration::from_secs(CREATED_UNIX),
+            fit: None,
+            threads: None,
         };
         seal_with_rng(request, &out, &mut rng_for(name), &mut NoProgress)?;
         let bytes = fs::read(&out)?;

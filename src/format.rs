@@ -360,6 +360,27 @@ impl<W: Write + Seek> ContainerWriter<W> {
     }
 }
 
+/// The exact length of the archive [`ContainerWriter`] writes for entries of
+/// these lengths, in [`ENTRY_ORDER`]: each entry's local header (30 bytes and the
+/// name), its data, its central header (46 bytes and the name), and the end
+/// record (22 bytes); plus the ZIP64 fields of a large `payload.bin` and, past
+/// 4 GiB, the ZIP64 end records.
+pub fn container_len(entry_lens: [u64; 4]) -> u64 {
+    let names: u64 = ENTRY_ORDER.iter().map(|n| n.len() as u64).sum();
+    let mut len = 4 * (30 + 46) + 2 * names + 22 + entry_lens.iter().sum::<u64>();
+    let payload_is_zip64 = entry_lens[1] >= u64::from(u32::MAX);
+    if payload_is_zip64 {
+        len += 20 + 20; // ZIP64 extra field (two sizes) in the local and central headers
+    }
+    let directory_start = len - 22 - 4 * 46 - names - if payload_is_zip64 { 20 } else { 0 };
+    if directory_start > u64::from(u32::MAX) {
+        // Offsets of the last two entries in ZIP64 fields, and the ZIP64 end
+        // record and locator.
+        len += 2 * 12 + 56 + 20;
+    }
+    len
+}
+
 // ---------------------------------------------------------------------------
 // Reading
 

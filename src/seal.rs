@@ -8,6 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use indicatif::HumanBytes;
 use rand::TryCryptoRng;
 use sha2::{Digest, Sha256};
 
@@ -18,7 +19,8 @@ use crate::format::{
     Algorithms, ContainerWriter, EntryDigest, FORMAT_VERSION, Manifest, PayloadDigest, Recipient,
     Sender, encode_public_key, format_time, mac_header,
 };
-use crate::images::{ImageOptions, process_image};
+use crate::images::batch::{self, BatchError, FitChoice, FitOutcome};
+use crate::images::{Conversion, ImageOptions, Method, ProcessedImage};
 use crate::keys::{Fingerprint, PrivateKeyInfo, PublicKeyInfo};
 use crate::payload::{FileEntry, FileKind, PayloadPlan, PlannedFile, Source, clamp_name};
 
@@ -32,6 +34,11 @@ pub struct SealRequest<'a> {
     pub attachments: Vec<PathBuf>,
     /// The creation time written in the manifest.
     pub created: SystemTime,
+    /// Make the finished archive at most this many bytes by choosing the photos'
+    /// quality, and if need be a smaller size (see [`crate::images::batch`]).
+    pub fit: Option<u64>,
+    /// Photos processed at once; `None` means one per core.
+    pub threads: Option<usize>,
 }
 
 /// One image as it went into the archive.
@@ -43,6 +50,8 @@ pub struct ImageSummary {
     pub original_dims: (u32, u32),
     pub sealed_len: u64,
     pub sealed_dims: (u32, u32),
+    pub method: Method,
+    pub colour: Conversion,
 }
 
 /// What `seal` did, for the summary the binary prints.
@@ -53,6 +62,8 @@ pub struct SealReport {
     pub archive_len: u64,
     pub sender: Fingerprint,
     pub recipients: Vec<Fingerprint>,
+    /// The settings `--fit` chose, when it was asked for.
+    pub fit: Option<FitChoice>,
 }
 
 /// Media type for an attachment, from its extension; unknown is octet-stream.
@@ -129,32 +140,10 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         return Err(Error::already_exists(out));
     }
 
-    // Plan the payload: images are compressed in memory, attachments stream from disk.
-    let mut files = Vec::new();
-    let mut images = Vec::new();
+    // Attachments first: they are cheap to check, and `--fit` must know their size.
     let stop = crate::StopFlag::of(progress);
-    for path in &req.images {
-        stop.check()?;
-        let img = process_image(path, &req.image_options)?;
-        images.push(ImageSummary {
-            path: path.clone(),
-            name: img.file_name.clone(),
-            original_len: img.original_len,
-            original_dims: (img.original_width, img.original_height),
-            sealed_len: img.bytes.len() as u64,
-            sealed_dims: (img.width, img.height),
-        });
-        files.push(PlannedFile {
-            entry: FileEntry {
-                name: clamp_name(&img.file_name),
-                media_type: img.media_type,
-                kind: FileKind::Image,
-                length: img.bytes.len() as u64,
-            },
-            source: Source::Memory(img.bytes),
-        });
-    }
     let mut attachments = Vec::new();
+    let mut attachment_files = Vec::new();
     for path in &req.attachments {
         let meta = std::fs::metadata(path).map_err(|e| Error::io_at(path, e))?;
         if !meta.is_file() {
@@ -164,7 +153,7 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
             )));
         }
         attachments.push((path.clone(), meta.len()));
-        files.push(PlannedFile {
+        attachment_files.push(PlannedFile {
             entry: FileEntry {
                 name: clamp_name(&file_name_of(path)),
                 media_type: guess_media_type(path).into(),
@@ -174,6 +163,75 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
             source: Source::Path(path.clone()),
         });
     }
+
+    // Photos are compressed in memory, in parallel; attachments stream from disk.
+    let threads = batch::worker_count(req.threads, req.images.len());
+    let (processed, fit) = match req.fit {
+        None => (
+            batch::process_all(&req.images, &req.image_options, threads, &stop)
+                .map_err(batch_error)?,
+            None,
+        ),
+        Some(limit) => {
+            let sizer = ArchiveSizer {
+                message_len: req.message.len(),
+                image_names: req.images.iter().map(|p| image_entry_name(p)).collect(),
+                attachments: attachment_files.iter().map(|f| f.entry.clone()).collect(),
+                keys_len: req.recipients.iter().map(|r| r.modulus_len()).sum(),
+                signature_len: req.sender.public().modulus_len(),
+                created: req.created,
+                sender: req.sender,
+                recipients: req.recipients,
+            };
+            let fixed = sizer.archive_len(&vec![0; req.images.len()]);
+            if fixed > limit {
+                return Err(Error::Usage(format!(
+                    "cannot fit the archive in {}: the message, attachments and headers alone take {}",
+                    HumanBytes(limit),
+                    HumanBytes(fixed)
+                )));
+            }
+            let outcome = batch::fit(
+                &req.images,
+                &req.image_options,
+                threads,
+                &stop,
+                limit,
+                &|sizes| sizer.archive_len(sizes),
+            )
+            .map_err(batch_error)?;
+            match outcome {
+                FitOutcome::Fits { images, choice, .. } => (images, Some(choice)),
+                FitOutcome::TooBig { smallest } => {
+                    return Err(Error::Usage(format!(
+                        "cannot fit the archive in {}: even at quality {} and {} pixels on the long side it takes {} (the message, attachments and headers alone take {}); use --fit {} or more, or send fewer photos",
+                        HumanBytes(limit),
+                        batch::FIT_MIN_QUALITY.min(req.image_options.quality),
+                        batch::FIT_MIN_LONG_SIDE,
+                        HumanBytes(smallest),
+                        HumanBytes(fixed),
+                        HumanBytes(smallest),
+                    )));
+                }
+            }
+        }
+    };
+    let mut files = Vec::new();
+    let mut images = Vec::new();
+    for (path, img) in req.images.iter().zip(processed) {
+        images.push(ImageSummary {
+            path: path.clone(),
+            name: img.file_name.clone(),
+            original_len: img.original_len,
+            original_dims: (img.original_width, img.original_height),
+            sealed_len: img.bytes.len() as u64,
+            sealed_dims: (img.width, img.height),
+            method: img.method,
+            colour: img.colour,
+        });
+        files.push(image_file(img));
+    }
+    files.extend(attachment_files);
     let plan = PayloadPlan {
         message: req.message,
         files,
@@ -237,25 +295,20 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
     };
     progress.end();
 
-    let manifest = Manifest {
-        format: FORMAT_VERSION.into(),
-        created: format_time(req.created),
-        algorithms: Algorithms::current(),
-        sender: Sender {
-            fingerprint: req.sender.fingerprint().to_string(),
-            public_key: encode_public_key(req.sender.public()),
-        },
-        keys: EntryDigest {
+    let manifest = manifest(
+        req.sender,
+        req.created,
+        EntryDigest {
             length: keys_bin.len() as u64,
             sha256: hex::encode(Sha256::digest(&keys_bin)),
         },
-        payload: PayloadDigest {
+        PayloadDigest {
             length: digests.len,
             sha256: hex::encode(digests.sha256),
             mac: hex::encode(digests.mac),
         },
         recipients,
-    };
+    );
     let manifest_bytes = manifest.to_toml();
     let signature = crypto::sign(rng, req.sender.key(), &manifest_bytes)
         .map_err(|e| Error::io("signing", e))?;
@@ -266,6 +319,15 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
     drop(buffered);
     tmp.as_file().sync_all().map_err(write_err)?;
     let archive_len = tmp.as_file().metadata().map_err(write_err)?.len();
+    if let Some(limit) = req.fit
+        && archive_len > limit
+    {
+        // The size was computed exactly before sealing; this would be a bug.
+        return Err(Error::Usage(format!(
+            "the archive came out at {} bytes, over --fit {limit}",
+            archive_len
+        )));
+    }
     // A stop asked for while signing or syncing still wins: nothing is published.
     stop.check()?;
     tmp.persist_noclobber(out).map_err(|e| {
@@ -283,5 +345,122 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         archive_len,
         sender: req.sender.fingerprint().clone(),
         recipients: recipient_fps,
+        fit,
     })
+}
+
+fn manifest(
+    sender: &PrivateKeyInfo,
+    created: SystemTime,
+    keys: EntryDigest,
+    payload: PayloadDigest,
+    recipients: Vec<Recipient>,
+) -> Manifest {
+    Manifest {
+        format: FORMAT_VERSION.into(),
+        created: format_time(created),
+        algorithms: Algorithms::current(),
+        sender: Sender {
+            fingerprint: sender.fingerprint().to_string(),
+            public_key: encode_public_key(sender.public()),
+        },
+        keys,
+        payload,
+        recipients,
+    }
+}
+
+fn batch_error(e: BatchError) -> Error {
+    match e {
+        BatchError::Image(e) => Error::Image(e),
+        BatchError::Interrupted => Error::Interrupted,
+    }
+}
+
+/// A photo's entry in the payload index.
+fn image_file(img: ProcessedImage) -> PlannedFile {
+    PlannedFile {
+        entry: FileEntry {
+            name: clamp_name(&img.file_name),
+            media_type: img.media_type,
+            kind: FileKind::Image,
+            length: img.bytes.len() as u64,
+        },
+        source: Source::Memory(img.bytes),
+    }
+}
+
+/// The name a re-encoded photo gets in the archive.
+fn image_entry_name(path: &Path) -> String {
+    clamp_name(&crate::images::jpeg_file_name(path))
+}
+
+/// Computes, without sealing, the exact length of the archive for given photo
+/// sizes: everything else in it (message, attachments, keys, manifest, signature,
+/// container headers) is already known. `--fit` searches with it.
+struct ArchiveSizer<'a> {
+    message_len: usize,
+    image_names: Vec<String>,
+    attachments: Vec<FileEntry>,
+    keys_len: usize,
+    signature_len: usize,
+    created: SystemTime,
+    sender: &'a PrivateKeyInfo,
+    recipients: &'a [PublicKeyInfo],
+}
+
+impl ArchiveSizer<'_> {
+    fn archive_len(&self, image_sizes: &[u64]) -> u64 {
+        let mut files: Vec<PlannedFile> = self
+            .image_names
+            .iter()
+            .zip(image_sizes)
+            .map(|(name, &length)| PlannedFile {
+                entry: FileEntry {
+                    name: name.clone(),
+                    media_type: "image/jpeg".into(),
+                    kind: FileKind::Image,
+                    length,
+                },
+                source: Source::Memory(Vec::new()),
+            })
+            .collect();
+        files.extend(self.attachments.iter().map(|entry| PlannedFile {
+            entry: entry.clone(),
+            source: Source::Memory(Vec::new()),
+        }));
+        let plan = PayloadPlan {
+            message: " ".repeat(self.message_len),
+            files,
+        };
+        let payload_len = crypto::sealed_len(plan.len());
+        // Digests are fixed-width hex, so zeros give the real manifest length.
+        let zeros = hex::encode([0u8; 32]);
+        let manifest = manifest(
+            self.sender,
+            self.created,
+            EntryDigest {
+                length: self.keys_len as u64,
+                sha256: zeros.clone(),
+            },
+            PayloadDigest {
+                length: payload_len,
+                sha256: zeros.clone(),
+                mac: zeros,
+            },
+            self.recipients
+                .iter()
+                .map(|r| Recipient {
+                    fingerprint: r.fingerprint().to_string(),
+                    wrapped_key_length: r.modulus_len() as u64,
+                })
+                .collect(),
+        );
+        crate::format::container_len([
+            self.keys_len as u64,
+            payload_len,
+            manifest.to_toml().len() as u64,
+            self.signature_len as u64,
+        ])
+    }
 }

@@ -313,6 +313,8 @@ fn seal_and_open(message: &str, files: &[Vec<u8>]) -> Result<(String, Vec<Vec<u8
         image_options: ImageOptions::default(),
         attachments,
         created: SystemTime::now(),
+        fit: None,
+        threads: None,
     };
     sxf::seal::seal(request, &archive, &mut NoProgress).map_err(|e| e.to_string())?;
 

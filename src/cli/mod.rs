@@ -123,6 +123,13 @@ struct SealArgs {
     /// Store photos as they are (keeps their metadata, including GPS)
     #[arg(long)]
     keep_original: bool,
+    /// Make the archive at most SIZE (e.g. 10MB, 24MiB): photo quality, and if
+    /// need be photo size, is lowered until it fits
+    #[arg(long, value_name = "SIZE", value_parser = dropbox::parse_size, conflicts_with = "keep_original")]
+    fit: Option<u64>,
+    /// Photos to process at once (default: one per core)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
     /// The archive to write; it must not exist
     #[arg(short = 'o', long = "out", value_name = "OUT.sxf")]
     out: PathBuf,
@@ -267,6 +274,24 @@ fn load_public(path: &Path) -> Result<PublicKeyInfo> {
     Ok(keys::load_public_key(path)?)
 }
 
+/// How a photo went into the archive, for the seal summary.
+fn describe_photo(method: sxf::images::Method, colour: sxf::images::Conversion) -> String {
+    use sxf::images::{Conversion, Method};
+    let how = match method {
+        Method::Reencoded { quality } => format!("re-encoded at quality {quality}"),
+        Method::Lossless => {
+            "original JPEG data with its metadata removed (re-encoding would not make it smaller)"
+                .to_string()
+        }
+        Method::Original => "stored as it is (--keep-original)".to_string(),
+    };
+    match colour {
+        Conversion::Converted => format!("{how}, colours converted to sRGB"),
+        Conversion::Ignored => format!("{how}, colour profile unusable, taken as sRGB"),
+        Conversion::AlreadySrgb => how,
+    }
+}
+
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
     if n < 1000 {
@@ -375,18 +400,32 @@ fn seal(a: SealArgs) -> Result<()> {
         },
         attachments: a.attachments.clone(),
         created: SystemTime::now(),
+        fit: a.fit,
+        threads: a.jobs.map(usize::from),
     };
     let report = sxf::seal::seal(request, &a.out, &mut TerminalProgress::new())?;
     for img in &report.images {
         eprintln!(
-            "  image {}: {} {}x{} -> {} {}x{}",
+            "  image {}: {} {}x{} -> {} {}x{}, {}",
             img.path.display(),
             human_bytes(img.original_len),
             img.original_dims.0,
             img.original_dims.1,
             human_bytes(img.sealed_len),
             img.sealed_dims.0,
-            img.sealed_dims.1
+            img.sealed_dims.1,
+            describe_photo(img.method, img.colour),
+        );
+    }
+    if let (Some(limit), Some(choice)) = (a.fit, report.fit) {
+        eprintln!(
+            "  fit {}: photos at quality {}{}",
+            human_bytes(limit),
+            choice.quality,
+            match choice.max_dim {
+                Some(px) => format!(", at most {px} pixels on the long side"),
+                None => String::new(),
+            }
         );
     }
     for (path, len) in &report.attachments {

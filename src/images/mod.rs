@@ -38,9 +38,12 @@
 //! is detected, the header is read under the same limits, and a JPEG must have its
 //! end-of-image marker; the pixels are not decoded.
 
+pub mod batch;
 mod colour;
-#[allow(unused_imports)] // read by the decoders as they are added
+mod jpeg_strip;
+
 pub(crate) use colour::ColourInfo;
+pub use colour::Conversion;
 
 use std::fs::File;
 use std::io::{Cursor, Read};
@@ -125,6 +128,22 @@ pub struct ProcessedImage {
     /// Height of the output (after orientation and downscaling). With
     /// `keep_original` the output is the input, so this is the stored height.
     pub height: u32,
+    /// How the output was made from the input.
+    pub method: Method,
+    /// What was done to the photo's colours.
+    pub colour: Conversion,
+}
+
+/// How a photo's output was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Decoded and encoded again as a JPEG at this quality.
+    Reencoded { quality: u8 },
+    /// A JPEG sent with its own image data, metadata removed losslessly, because
+    /// re-encoding it would not have made it smaller.
+    Lossless,
+    /// The file's own bytes (`keep_original`).
+    Original,
 }
 
 /// Why a photo could not be processed. Every message names the file.
@@ -177,60 +196,158 @@ const SUPPORTED_FORMATS: [ImageFormat; 6] = [
 pub fn process_image(path: &Path, opts: &ImageOptions) -> Result<ProcessedImage, ImageError> {
     check_options(path, opts)?;
     let bytes = read_input(path)?;
-    let original_len = bytes.len() as u64;
-
     if opts.keep_original {
-        let header = inspect(path, &bytes, false)?;
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| format!("image.{}", header.format.extensions_str()[0]));
-        return Ok(ProcessedImage {
-            file_name,
-            media_type: header.format.to_mime_type().to_string(),
-            bytes,
-            original_len,
-            original_width: header.width,
-            original_height: header.height,
-            width: header.width,
-            height: header.height,
-        });
+        return keep_original(path, bytes);
     }
+    let photo = DecodedPhoto::decode(path, bytes)?;
+    let rendered = photo.render(opts.max_dim);
+    photo.encode(&rendered, opts.quality)
+}
 
-    let Inspected {
-        width: original_width,
-        height: original_height,
-        decoded,
-        ..
-    } = inspect(path, &bytes, true)?;
-    drop(bytes);
-    let (image, orientation) = decoded.expect("inspect decodes when asked to");
-
-    let mut image = flatten_to_8bit(image);
-    let target = opts
-        .max_dim
-        .and_then(|max_dim| downscaled_size(image.width(), image.height(), max_dim));
-    if let Some((w, h)) = target {
-        image = image.resize_exact(w, h, DOWNSCALE_FILTER);
-    }
-    image.apply_orientation(orientation);
-
-    let (width, height) = (image.width(), image.height());
-    let encoded = encode_jpeg(&image, opts.quality).map_err(|reason| ImageError::Encode {
-        path: path.to_path_buf(),
-        reason,
-    })?;
-
+/// The photo's own bytes, checked to be an image sxf recognises.
+fn keep_original(path: &Path, bytes: Vec<u8>) -> Result<ProcessedImage, ImageError> {
+    let header = inspect(path, &bytes, false)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("image.{}", header.format.extensions_str()[0]));
     Ok(ProcessedImage {
-        file_name: jpeg_file_name(path),
-        media_type: "image/jpeg".to_string(),
-        bytes: encoded,
-        original_len,
-        original_width,
-        original_height,
-        width,
-        height,
+        file_name,
+        media_type: header.format.to_mime_type().to_string(),
+        original_len: bytes.len() as u64,
+        bytes,
+        original_width: header.width,
+        original_height: header.height,
+        width: header.width,
+        height: header.height,
+        method: Method::Original,
+        colour: Conversion::AlreadySrgb,
     })
+}
+
+/// A photo decoded once, so that it can be rendered and encoded at several sizes
+/// and qualities (`--fit` searches them) without decoding it again.
+pub(crate) struct DecodedPhoto {
+    path: PathBuf,
+    original_len: u64,
+    /// Width and height as stored in the file, before orientation.
+    stored: (u32, u32),
+    /// 8-bit grey or RGB, alpha flattened onto white, converted to sRGB; as stored
+    /// (orientation not yet applied).
+    pixels: DynamicImage,
+    orientation: Orientation,
+    colour: Conversion,
+    /// For a JPEG: the same file with its metadata removed losslessly.
+    lossless: Option<Vec<u8>>,
+}
+
+/// The pixels that get encoded: downscaled and turned upright.
+pub(crate) struct Rendered {
+    image: DynamicImage,
+    downscaled: bool,
+}
+
+impl DecodedPhoto {
+    pub(crate) fn decode(path: &Path, bytes: Vec<u8>) -> Result<Self, ImageError> {
+        let Inspected {
+            format,
+            width,
+            height,
+            decoded,
+        } = inspect(path, &bytes, true)?;
+        let Decoded {
+            image,
+            orientation,
+            colour,
+        } = decoded.expect("inspect decodes when asked to");
+        let (pixels, conversion) = colour::to_srgb(flatten_to_8bit(image), &colour);
+        // A file the walk cannot follow is simply re-encoded.
+        let lossless = (format == ImageFormat::Jpeg)
+            .then(|| jpeg_strip::strip_metadata(&bytes, orientation).ok())
+            .flatten();
+        Ok(DecodedPhoto {
+            path: path.to_path_buf(),
+            original_len: bytes.len() as u64,
+            stored: (width, height),
+            pixels,
+            orientation,
+            colour: conversion,
+            lossless,
+        })
+    }
+
+    /// Downscale so the long side is at most `max_dim` (never upscaling), then
+    /// apply the orientation. Downscaling first is cheaper; the long side does not
+    /// depend on orientation, so the result is the same.
+    pub(crate) fn render(&self, max_dim: Option<u32>) -> Rendered {
+        let target = max_dim.and_then(|max_dim| {
+            downscaled_size(self.pixels.width(), self.pixels.height(), max_dim)
+        });
+        let mut image = match target {
+            Some((w, h)) => self.pixels.resize_exact(w, h, DOWNSCALE_FILTER),
+            None => self.pixels.clone(),
+        };
+        image.apply_orientation(self.orientation);
+        Rendered {
+            image,
+            downscaled: target.is_some(),
+        }
+    }
+
+    /// Encode the rendered pixels at `quality`; for a JPEG that was not
+    /// downscaled, send the losslessly stripped original instead when it is no
+    /// larger (re-encoding it would only make it bigger and worse).
+    pub(crate) fn encode(
+        &self,
+        rendered: &Rendered,
+        quality: u8,
+    ) -> Result<ProcessedImage, ImageError> {
+        let encoded =
+            encode_jpeg(&rendered.image, quality).map_err(|reason| ImageError::Encode {
+                path: self.path.clone(),
+                reason,
+            })?;
+        let (bytes, method, (width, height)) = match &self.lossless {
+            Some(lossless) if !rendered.downscaled && lossless.len() <= encoded.len() => {
+                let upright = match self.orientation_swaps_sides() {
+                    true => (self.stored.1, self.stored.0),
+                    false => self.stored,
+                };
+                (lossless.clone(), Method::Lossless, upright)
+            }
+            _ => (
+                encoded,
+                Method::Reencoded { quality },
+                (rendered.image.width(), rendered.image.height()),
+            ),
+        };
+        Ok(ProcessedImage {
+            file_name: jpeg_file_name(&self.path),
+            media_type: "image/jpeg".to_string(),
+            bytes,
+            original_len: self.original_len,
+            original_width: self.stored.0,
+            original_height: self.stored.1,
+            width,
+            height,
+            method,
+            colour: match method {
+                // The stripped original keeps its own profile.
+                Method::Lossless => Conversion::AlreadySrgb,
+                _ => self.colour,
+            },
+        })
+    }
+
+    fn orientation_swaps_sides(&self) -> bool {
+        matches!(
+            self.orientation,
+            Orientation::Rotate90
+                | Orientation::Rotate270
+                | Orientation::Rotate90FlipH
+                | Orientation::Rotate270FlipH
+        )
+    }
 }
 
 /// Encode an 8-bit grey (`ImageLuma8`) or RGB (`ImageRgb8`) image as a baseline,
@@ -323,7 +440,14 @@ struct Inspected {
     format: ImageFormat,
     width: u32,
     height: u32,
-    decoded: Option<(DynamicImage, Orientation)>,
+    decoded: Option<Decoded>,
+}
+
+/// What decoding yields besides the size.
+struct Decoded {
+    image: DynamicImage,
+    orientation: Orientation,
+    colour: ColourInfo,
 }
 
 fn decode_limits() -> Limits {
@@ -416,8 +540,17 @@ fn inspect(path: &Path, bytes: &[u8], decode: bool) -> Result<Inspected, ImageEr
     let decoded = if decode {
         // A broken or absent EXIF block is no reason to refuse the photo.
         let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+        // Likewise an unreadable profile: the pixels are then taken as sRGB.
+        let colour = match decoder.icc_profile() {
+            Ok(Some(icc)) => ColourInfo::Icc(icc),
+            _ => ColourInfo::Unspecified,
+        };
         let image = DynamicImage::from_decoder(decoder).map_err(|e| image_error(path, e))?;
-        Some((image, orientation))
+        Some(Decoded {
+            image,
+            orientation,
+            colour,
+        })
     } else {
         None
     };
@@ -581,7 +714,7 @@ pub fn downscaled_size(width: u32, height: u32, max_dim: u32) -> Option<(u32, u3
 }
 
 /// Plain file name for the re-encoded photo: the input's stem + ".jpg".
-fn jpeg_file_name(path: &Path) -> String {
+pub(crate) fn jpeg_file_name(path: &Path) -> String {
     match path.file_stem() {
         Some(stem) if !stem.is_empty() => format!("{}.jpg", stem.to_string_lossy()),
         _ => "image.jpg".to_string(),
