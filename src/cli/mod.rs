@@ -292,21 +292,9 @@ fn describe_photo(method: sxf::images::Method, colour: sxf::images::Conversion) 
     }
 }
 
+/// Sizes everywhere in the CLI use indicatif's binary units, as the progress bar does.
 fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if v < 1000.0 {
-            break;
-        }
-        v /= 1000.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
+    indicatif::HumanBytes(n).to_string()
 }
 
 fn keygen(a: KeygenArgs) -> Result<()> {

@@ -85,8 +85,9 @@ pub(crate) fn fit(
     archive_len: &(dyn Fn(&[u64]) -> u64 + Sync),
 ) -> Result<FitOutcome, BatchError> {
     let qualities = quality_ladder(opts.quality);
-    let mut smallest = u64::MAX;
-    for max_dim in long_side_ladder(paths, opts, threads, stop)? {
+    let long_sides = long_side_ladder(paths, opts, threads, stop)?;
+    let mut floor = u64::MAX;
+    for (level, &max_dim) in long_sides.iter().enumerate() {
         // The first quality is tried in full: when it fits (the common case),
         // these are the photos that get sealed.
         let top = ImageOptions {
@@ -95,9 +96,7 @@ pub(crate) fn fit(
             keep_original: false,
         };
         let images = process_all(paths, &top, threads, stop)?;
-        let len = archive_len(&sizes_of(&images));
-        smallest = smallest.min(len);
-        if len <= limit {
+        if archive_len(&sizes_of(&images)) <= limit {
             let choice = FitChoice {
                 quality: top.quality,
                 max_dim,
@@ -105,6 +104,19 @@ pub(crate) fn fit(
             return Ok(FitOutcome::Fits { images, choice });
         }
         drop(images);
+        if level == 0 {
+            // Before searching, make sure the floor fits at all, so that an
+            // impossible limit is refused after one more pass, not a whole search.
+            let floor_quality = *qualities.last().expect("never empty");
+            let floor_dim = *long_sides.last().expect("never empty");
+            let sizes = parallel_map(paths, threads, stop, |path| {
+                Ok(sizes_at(path, floor_dim, &[floor_quality])?[0])
+            })?;
+            floor = archive_len(&sizes);
+            if floor > limit {
+                return Ok(FitOutcome::TooBig { smallest: floor });
+            }
+        }
         // The lower qualities are measured from one decode of each photo, keeping
         // only the sizes; the chosen setting is then encoded once more.
         let lower = &qualities[1..];
@@ -115,7 +127,6 @@ pub(crate) fn fit(
         for (column, &quality) in lower.iter().enumerate() {
             let sizes: Vec<u64> = table.iter().map(|row| row[column]).collect();
             let len = archive_len(&sizes);
-            smallest = smallest.min(len);
             if len <= limit {
                 let chosen = ImageOptions {
                     quality,
@@ -131,7 +142,8 @@ pub(crate) fn fit(
             }
         }
     }
-    Ok(FitOutcome::TooBig { smallest })
+    // Reached only if a photo changed on disk during the search.
+    Ok(FitOutcome::TooBig { smallest: floor })
 }
 
 fn sizes_of(images: &[ProcessedImage]) -> Vec<u64> {

@@ -96,7 +96,7 @@ pub(crate) fn to_srgb(image: DynamicImage, info: &ColourInfo) -> (DynamicImage, 
             full_range,
         } => match cicp_profile(*primaries, *transfer, *matrix, *full_range) {
             CicpMeaning::Srgb => return (image, Conversion::AlreadySrgb),
-            CicpMeaning::Profile(profile) => profile,
+            CicpMeaning::Profile(profile) => *profile,
             CicpMeaning::Unusable => return (image, Conversion::Ignored),
         },
     };
@@ -112,7 +112,7 @@ fn icc_profile(bytes: &[u8]) -> Option<ColorProfile> {
 
 enum CicpMeaning {
     Srgb,
-    Profile(ColorProfile),
+    Profile(Box<ColorProfile>),
     Unusable,
 }
 
@@ -157,7 +157,7 @@ fn cicp_profile(primaries: u8, transfer: u8, matrix: u8, full_range: bool) -> Ci
     if profile.red_trc.is_none() {
         return CicpMeaning::Unusable;
     }
-    CicpMeaning::Profile(profile)
+    CicpMeaning::Profile(Box::new(profile))
 }
 
 fn convert(image: DynamicImage, source: &ColorProfile) -> (DynamicImage, Conversion) {
