@@ -199,3 +199,104 @@ fn convert(image: DynamicImage, source: &ColorProfile) -> (DynamicImage, Convers
         (other, _) => (other, Conversion::Ignored),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, RgbImage};
+
+    fn rgb(pixels: &[[u8; 3]]) -> DynamicImage {
+        let flat: Vec<u8> = pixels.iter().flatten().copied().collect();
+        DynamicImage::ImageRgb8(RgbImage::from_raw(pixels.len() as u32, 1, flat).unwrap())
+    }
+
+    fn pixels(image: &DynamicImage) -> Vec<u8> {
+        image.as_bytes().to_vec()
+    }
+
+    /// A syntactically valid ICC profile header with no tags, for `space`.
+    fn bare_profile(space: &[u8; 4]) -> Vec<u8> {
+        let mut p = vec![0u8; 132];
+        p[0..4].copy_from_slice(&132u32.to_be_bytes());
+        p[8] = 4; // version 4
+        p[12..16].copy_from_slice(b"prtr");
+        p[16..20].copy_from_slice(space);
+        p[20..24].copy_from_slice(b"Lab ");
+        p[36..40].copy_from_slice(b"acsp");
+        p
+    }
+
+    #[test]
+    fn wide_gamut_profile_is_converted_and_neutrals_stay_neutral() {
+        let icc = ColorProfile::new_display_p3().encode().unwrap();
+        let input = rgb(&[[255, 0, 0], [128, 128, 128], [255, 255, 255]]);
+        let (out, how) = to_srgb(input, &ColourInfo::Icc(icc));
+        assert_eq!(how, Conversion::Converted);
+        let p = pixels(&out);
+        // P3 red is outside sRGB: it clips to the most saturated sRGB red.
+        assert!(p[0] == 255 && p[1] < 10 && p[2] < 10, "{:?}", &p[0..3]);
+        for (got, want) in p[3..].iter().zip([128, 128, 128, 255, 255, 255]) {
+            assert!(got.abs_diff(want) <= 1, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn grey_with_a_grey_profile_stays_grey() {
+        let icc = ColorProfile::new_gray_with_gamma(1.8).encode().unwrap();
+        let grey = DynamicImage::ImageLuma8(GrayImage::from_raw(3, 1, vec![0, 100, 255]).unwrap());
+        let (out, how) = to_srgb(grey, &ColourInfo::Icc(icc));
+        assert_eq!(how, Conversion::Converted);
+        let DynamicImage::ImageLuma8(g) = out else {
+            panic!("not grey any more")
+        };
+        // Gamma 1.8 is lighter than sRGB: the mid tone gets brighter, the ends stay.
+        assert_eq!(g.as_raw()[0], 0);
+        assert!(g.as_raw()[1] > 110, "{:?}", g.as_raw());
+        assert!(g.as_raw()[2] >= 254);
+    }
+
+    #[test]
+    fn profiles_that_cannot_apply_leave_the_pixels_alone() {
+        let input = rgb(&[[10, 200, 30]]);
+        for info in [
+            ColourInfo::Icc(bare_profile(b"CMYK")),
+            ColourInfo::Icc(b"not a profile".to_vec()),
+            ColourInfo::Icc(vec![0; MAX_ICC_BYTES + 1]),
+            ColourInfo::Cicp {
+                primaries: 9,
+                transfer: 16, // PQ: HDR, not converted
+                matrix: 9,
+                full_range: true,
+            },
+        ] {
+            let (out, how) = to_srgb(input.clone(), &info);
+            assert_eq!(how, Conversion::Ignored, "{info:?}");
+            assert_eq!(pixels(&out), pixels(&input), "{info:?}");
+        }
+    }
+
+    #[test]
+    fn cicp_srgb_and_unspecified_mean_srgb_and_p3_is_converted() {
+        let input = rgb(&[[255, 0, 0]]);
+        for (primaries, transfer) in [(1, 13), (2, 2), (1, 1)] {
+            let info = ColourInfo::Cicp {
+                primaries,
+                transfer,
+                matrix: 6,
+                full_range: true,
+            };
+            assert_eq!(to_srgb(input.clone(), &info).1, Conversion::AlreadySrgb);
+        }
+        let p3 = ColourInfo::Cicp {
+            primaries: 12,
+            transfer: 13,
+            matrix: 6,
+            full_range: true,
+        };
+        let (out, how) = to_srgb(rgb(&[[200, 120, 80]]), &p3);
+        assert_eq!(how, Conversion::Converted);
+        // A P3 orange is more saturated in sRGB numbers.
+        let p = pixels(&out);
+        assert!(p[0] > 200 && p[2] < 80, "{p:?}");
+    }
+}
