@@ -68,7 +68,7 @@ impl std::fmt::Debug for ColourInfo {
     }
 }
 
-/// What [`to_srgb`] did with a photo's colours.
+/// What the sRGB conversion did with a photo's colours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Conversion {
     /// The photo said nothing, or said sRGB: the pixels were kept as they are.

@@ -11,6 +11,14 @@
 //!   camera serial numbers, timestamps), XMP, IPTC, ICC profiles and comments of the
 //!   input are all dropped. The EXIF orientation is applied to the pixels first, so
 //!   the photo still shows the right way up without it.
+//! * **True colours.** A photo tagged with an ICC profile (Display P3 from phones,
+//!   Adobe RGB from cameras) is converted to sRGB before encoding (see `colour.rs`
+//!   for why sRGB rather than carrying the profile), so the recipient sees the
+//!   colours the sender saw.
+//! * **Never worse than the original.** For a JPEG, when re-encoding at the asked
+//!   quality would not make it smaller, the original image data is sent with its
+//!   metadata removed losslessly instead (see `jpeg_strip.rs`): the profile and the
+//!   orientation stay, GPS, serial numbers and times go.
 //! * **Hostile input.** A file handed to `sxf seal` may come from anyone. The format
 //!   is detected from the content (never from the extension), the file must be at
 //!   most [`MAX_FILE_BYTES`], and decoding runs under explicit [`image::Limits`]:
@@ -26,12 +34,16 @@
 //!
 //! Pipeline of [`process_image`]: read the file, detect the format, check the
 //! declared dimensions, decode, flatten alpha onto white, convert to 8 bits per
-//! sample (grey images stay grey and are encoded as single-channel JPEGs), downscale
+//! sample (grey images stay grey and are encoded as single-channel JPEGs), convert
+//! to sRGB, downscale
 //! so the longer side is at most `max_dim` (never upscaling), apply the EXIF
 //! orientation, encode as a baseline JPEG with the `jpeg-encoder` crate. Downscaling
 //! happens before the rotation only because it is cheaper that way; the long side
 //! does not depend on orientation, so the result is the same. Of an animated GIF or
-//! WebP, or a multi-page TIFF, only the first frame or page is kept.
+//! WebP, or a multi-page TIFF, only the first frame or page is kept. For a JPEG
+//! that was not downscaled, the smaller of the re-encoded and the stripped original
+//! is kept. [`batch`] runs this over several photos in parallel and searches the
+//! settings for `sxf seal --fit`.
 //!
 //! With [`ImageOptions::keep_original`] the file's bytes are stored unchanged
 //! (metadata included). It is still checked to be an image sxf can read: the format
