@@ -1148,14 +1148,30 @@ mod tests {
                 });
             }
         }
-        for (name, color) in [
-            ("cmyk.jpg", jpeg_encoder::ColorType::Cmyk),
-            ("ycck.jpg", jpeg_encoder::ColorType::CmykAsYcck),
+        // A CMYK ICC profile (header only: the decoder has made RGB of the inks
+        // by then, so the profile cannot apply and is set aside).
+        let mut cmyk_profile = vec![0u8; 132];
+        cmyk_profile[0..4].copy_from_slice(&132u32.to_be_bytes());
+        cmyk_profile[8] = 4;
+        cmyk_profile[12..16].copy_from_slice(b"prtr");
+        cmyk_profile[16..20].copy_from_slice(b"CMYK");
+        cmyk_profile[20..24].copy_from_slice(b"Lab ");
+        cmyk_profile[36..40].copy_from_slice(b"acsp");
+        for (name, color, profile) in [
+            ("cmyk.jpg", jpeg_encoder::ColorType::Cmyk, None),
+            ("ycck.jpg", jpeg_encoder::ColorType::CmykAsYcck, None),
+            (
+                "profiled.jpg",
+                jpeg_encoder::ColorType::Cmyk,
+                Some(&cmyk_profile),
+            ),
         ] {
             let mut jpeg = Vec::new();
-            jpeg_encoder::Encoder::new(&mut jpeg, 95)
-                .encode(&cmyk, w, h, color)
-                .unwrap();
+            let mut encoder = jpeg_encoder::Encoder::new(&mut jpeg, 95);
+            if let Some(icc) = profile {
+                encoder.add_icc_profile(icc).unwrap();
+            }
+            encoder.encode(&cmyk, w, h, color).unwrap();
             let out = process(&write(&dir, name, &jpeg));
             let rgb = decode_output(&out).to_rgb8();
             let cyan = rgb.get_pixel(8, 8);
