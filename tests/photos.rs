@@ -383,6 +383,11 @@ fn low_quality_jpeg_is_sent_losslessly_without_metadata_and_right_side_up() {
     );
 
     let sent = opened_file(&out, "small.jpg");
+    eprintln!(
+        "quality-30 JPEG with EXIF: {} bytes in, {} bytes sent; {stderr}",
+        original.len(),
+        sent.len()
+    );
     assert!(
         sent.len() < original.len(),
         "{} >= {}",
