@@ -165,6 +165,11 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
     }
 
     // Photos are compressed in memory, in parallel; attachments stream from disk.
+    if req.fit.is_some() && req.image_options.keep_original {
+        return Err(Error::Usage(
+            "--fit cannot change photos kept as they are (--keep-original)".into(),
+        ));
+    }
     let threads = batch::worker_count(req.threads, req.images.len());
     let (processed, fit) = match req.fit {
         None => (
