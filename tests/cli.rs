@@ -1094,3 +1094,24 @@ fn passphrase_file_takes_its_first_line_and_refuses_an_overlong_one() {
     .assert_stderr_contains("longer than", "says why");
     assert_not_created(&out);
 }
+
+#[test]
+fn seal_summary_escapes_local_file_names() {
+    let dir = tempdir().unwrap();
+    let attachment = dir.path().join("evil\x1b[2Jname\n\u{202E}.txt");
+    fs::write(&attachment, b"x").unwrap();
+    let out = dir.path().join("x.sxf");
+    let r = seal(
+        &out,
+        &["bob.pub"],
+        "alice.key",
+        args!["--attach", &attachment],
+    );
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("attachment"))
+        .expect("an attachment line");
+    assert!(line.contains("evil") && line.contains(".txt: "), "{line}");
+    assert!(!r.stderr.contains('\x1b') && !r.stderr.contains('\u{202E}'));
+}

@@ -270,6 +270,12 @@ fn terminal_safe(text: &str) -> String {
         .collect()
 }
 
+/// A local file name as the seal summary prints it: on one line, with control and
+/// bidi characters neutralised like every other printed name.
+fn shown_path(path: &Path) -> String {
+    terminal_safe(&path.display().to_string()).replace(['\n', '\t'], "\u{FFFD}")
+}
+
 fn load_public(path: &Path) -> Result<PublicKeyInfo> {
     Ok(keys::load_public_key(path)?)
 }
@@ -395,7 +401,7 @@ fn seal(a: SealArgs) -> Result<()> {
     for img in &report.images {
         eprintln!(
             "  image {}: {} {}x{} -> {} {}x{}, {}",
-            img.path.display(),
+            shown_path(&img.path),
             human_bytes(img.original_len),
             img.original_dims.0,
             img.original_dims.1,
@@ -417,7 +423,7 @@ fn seal(a: SealArgs) -> Result<()> {
         );
     }
     for (path, len) in &report.attachments {
-        eprintln!("  attachment {}: {}", path.display(), human_bytes(*len));
+        eprintln!("  attachment {}: {}", shown_path(path), human_bytes(*len));
     }
     eprintln!(
         "sealed {} ({})",
