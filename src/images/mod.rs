@@ -33,13 +33,18 @@
 //! does not depend on orientation, so the result is the same. Of an animated GIF or
 //! WebP, or a multi-page TIFF, only the first frame or page is kept.
 //!
+//! HEIF photos (HEIC, AVIF) are recognised from their `ftyp` box before anything
+//! else and handled by `heif.rs`: decoded with libheif in a build with the `heif`
+//! feature (their own `irot`/`imir` transformations are their orientation, EXIF's
+//! is not applied), refused with a clear sentence without it.
+//!
 //! With [`ImageOptions::keep_original`] the file's bytes are stored unchanged
 //! (metadata included). It is still checked to be an image sxf can read: the format
 //! is detected, the header is read under the same limits, and a JPEG must have its
 //! end-of-image marker; the pixels are not decoded.
 
 mod colour;
-#[allow(unused_imports)] // read by the decoders as they are added
+mod heif;
 pub(crate) use colour::ColourInfo;
 
 use std::fs::File;
@@ -156,6 +161,14 @@ pub enum ImageError {
     /// The options make no sense (quality out of range, `max_dim` of 0).
     #[error("cannot process {}: {reason}", path.display())]
     InvalidOptions { path: PathBuf, reason: String },
+    /// A HEIF/HEIC/AVIF photo, in a build without the `heif` feature.
+    #[error(
+        "{} is a {kind} photo, and this build of sxf has no HEIF support; build one with \
+         the heif feature (see the README: install libde265-dev libdav1d-dev cmake, then \
+         cargo install --path . --features heif)",
+        path.display()
+    )]
+    NoHeifSupport { path: PathBuf, kind: &'static str },
     /// The JPEG encoder failed (should not happen for a decoded image).
     #[error("could not encode {} as JPEG: {reason}", path.display())]
     Encode { path: PathBuf, reason: String },
@@ -179,14 +192,27 @@ pub fn process_image(path: &Path, opts: &ImageOptions) -> Result<ProcessedImage,
     let bytes = read_input(path)?;
     let original_len = bytes.len() as u64;
 
+    // HEIF (HEIC, AVIF) is recognised from its ftyp box before the `image` crate
+    // guesses, and goes through libheif (or is refused without the `heif` feature).
+    let heif_kind = heif::detect(&bytes);
+
     if opts.keep_original {
+        if let Some(kind) = heif_kind {
+            let (width, height) = heif::header_dimensions(path, &bytes, kind)?;
+            return Ok(ProcessedImage {
+                file_name: kept_file_name(path, kind.extension()),
+                media_type: kind.media_type().to_string(),
+                bytes,
+                original_len,
+                original_width: width,
+                original_height: height,
+                width,
+                height,
+            });
+        }
         let header = inspect(path, &bytes, false)?;
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| format!("image.{}", header.format.extensions_str()[0]));
         return Ok(ProcessedImage {
-            file_name,
+            file_name: kept_file_name(path, header.format.extensions_str()[0]),
             media_type: header.format.to_mime_type().to_string(),
             bytes,
             original_len,
@@ -197,15 +223,33 @@ pub fn process_image(path: &Path, opts: &ImageOptions) -> Result<ProcessedImage,
         });
     }
 
-    let Inspected {
-        width: original_width,
-        height: original_height,
-        decoded,
-        ..
-    } = inspect(path, &bytes, true)?;
+    let (image, orientation, colour, original_width, original_height) = match heif_kind {
+        // HEIF's own transformations (irot, imir, clap) are its orientation and are
+        // applied by libheif; an EXIF orientation inside is not applied on top.
+        Some(kind) => {
+            let decoded = heif::decode(path, &bytes, kind)?;
+            (
+                decoded.image,
+                Orientation::NoTransforms,
+                decoded.colour,
+                decoded.stored_width,
+                decoded.stored_height,
+            )
+        }
+        None => {
+            let Inspected {
+                width,
+                height,
+                decoded,
+                ..
+            } = inspect(path, &bytes, true)?;
+            let (image, orientation) = decoded.expect("inspect decodes when asked to");
+            (image, orientation, ColourInfo::Unspecified, width, height)
+        }
+    };
     drop(bytes);
-    let (image, orientation) = decoded.expect("inspect decodes when asked to");
 
+    let image = convert_colour(image, &colour);
     let mut image = flatten_to_8bit(image);
     let target = opts
         .max_dim
@@ -231,6 +275,21 @@ pub fn process_image(path: &Path, opts: &ImageOptions) -> Result<ProcessedImage,
         width,
         height,
     })
+}
+
+/// The file name of a photo kept as it is: the input's own, or "image.EXT".
+fn kept_file_name(path: &Path, extension: &str) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("image.{extension}"))
+}
+
+/// Where the conversion to sRGB plugs in: `image` as decoded (8 or 16 bits a
+/// sample, before alpha is flattened), `colour` as its decoder described it. For
+/// now the pixels pass unchanged, as they always have.
+fn convert_colour(image: DynamicImage, colour: &ColourInfo) -> DynamicImage {
+    let _ = colour;
+    image
 }
 
 /// Encode an 8-bit grey (`ImageLuma8`) or RGB (`ImageRgb8`) image as a baseline,
