@@ -206,6 +206,27 @@ mod decoding {
     }
 
     #[test]
+    fn oversized_grid_is_refused_by_libheifs_limits() {
+        // The ispe properties stay small; the grid's own description (in idat:
+        // version, flags, rows-1, columns-1, 16-bit output width and height) says
+        // 60000x60000. libheif's limits, set to ours, refuse it.
+        let mut data = fs::read(fixture("orient-1.heic")).unwrap();
+        let idat = data.windows(4).position(|w| w == b"idat").unwrap() + 4;
+        assert_eq!(&data[idat..idat + 8], &[0, 0, 0, 0, 0, 64, 0, 48]);
+        data[idat + 4..idat + 8].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+        let dir = tempdir().unwrap();
+        let photo = dir.path().join("grid.heic");
+        fs::write(&photo, &data).unwrap();
+        let start = Instant::now();
+        let r = seal_photo(dir.path(), &photo, &[]);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        r.assert_code(2, "grid bomb")
+            .assert_stderr_contains("grid.heic is too large to decode safely", "grid bomb")
+            .assert_stderr_contains("60000x60000", "grid bomb");
+        assert!(!r.stderr.contains("\\n"), "{}", r.stderr);
+    }
+
+    #[test]
     fn truncated_or_garbled_heif_fails_cleanly_naming_the_file() {
         let data = fs::read(fixture("orient-5.heic")).unwrap();
         let mut cases: Vec<(String, Vec<u8>)> = [40, 200, data.len() / 2, data.len() - 20]

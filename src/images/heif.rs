@@ -344,10 +344,11 @@ mod libheif {
     /// Map a libheif error to ours, naming the file.
     pub(super) fn error(path: &Path, err: HeifError) -> ImageError {
         let path = path.to_path_buf();
-        let reason = if err.message.is_empty() {
+        let message = err.message.trim();
+        let reason = if message.is_empty() {
             format!("{:?}", err.code)
         } else {
-            err.message.clone()
+            message.to_string()
         };
         match (err.code, err.sub_code) {
             (_, HeifErrorSubCode::SecurityLimitExceeded)
