@@ -178,6 +178,24 @@ mod decoding {
     }
 
     #[test]
+    fn heif_alpha_is_flattened_onto_white() {
+        let img = round_trip("alpha.avif", &[]);
+        assert_eq!(img.dimensions(), (64, 48));
+        for ((x, y), want) in [
+            ((16, 12), RED),
+            ((48, 12), [255, 255, 255]),
+            ((16, 36), BLUE),
+            ((48, 36), [255, 255, 255]),
+        ] {
+            let got = img.get_pixel(x, y).0;
+            assert!(
+                got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) <= 40),
+                "expected {want:?} at ({x}, {y}), got {got:?}"
+            );
+        }
+    }
+
+    #[test]
     fn max_dim_applies_to_heif_after_its_rotation() {
         let img = round_trip("orient-6.heic", &["--max-dim", "32"]);
         assert_eq!(img.dimensions(), (32, 24));

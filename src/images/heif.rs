@@ -682,6 +682,18 @@ mod tests {
 
     #[cfg(feature = "heif")]
     #[test]
+    fn alpha_comes_out_as_rgba_with_its_transparency() {
+        let bytes = fixture("alpha.avif");
+        let decoded = decode(Path::new("alpha.avif"), &bytes, HeifKind::Avif).unwrap();
+        let image::DynamicImage::ImageRgba8(rgba) = &decoded.image else {
+            panic!("{:?}", decoded.image.color());
+        };
+        assert!(rgba.get_pixel(16, 12).0[3] > 250, "left half opaque");
+        assert!(rgba.get_pixel(48, 36).0[3] < 5, "right half transparent");
+    }
+
+    #[cfg(feature = "heif")]
+    #[test]
     fn header_and_safe_rust_agree_on_the_stored_size() {
         for name in [
             "orient-1.heic",

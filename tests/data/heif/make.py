@@ -24,6 +24,8 @@ Files:
       they correspond to. heif-enc has no option for these boxes, so this script
       adds them to the container itself (ipco, ipma, and the iloc offsets that move).
   plain.avif       the picture as AVIF (aom).
+  alpha.avif       the picture as AVIF with an alpha channel: the right half is
+                   fully transparent (its colours are still stored).
   p3-nclx.heic     with an nclx colour box: primaries 12 (Display P3), transfer 13
                    (sRGB), matrix 6, full range (the box added by this script).
   adobe-icc.heic   with an ICC profile (colr prof) copied from the PNG's iCCP.
@@ -106,8 +108,13 @@ def stored_for(turns, axis):
     return img
 
 
+def with_transparent_right_half(img):
+    return [[px + ((255,) if x < W // 2 else (0,)) for x, px in enumerate(row)] for row in img]
+
+
 def png(img, bits=8, icc=None):
     h, w = len(img), len(img[0])
+    colour_type = 6 if len(img[0][0]) == 4 else 2
     raw = bytearray()
     for row in img:
         raw.append(0)
@@ -122,7 +129,7 @@ def png(img, bits=8, icc=None):
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, 2, 0, 0, 0))
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, colour_type, 0, 0, 0))
     if icc is not None:
         out += chunk(b"iCCP", b"AdobeRGB\x00\x00" + zlib.compress(icc))
     out += chunk(b"IDAT", zlib.compress(bytes(raw), 9)) + chunk(b"IEND", b"")
@@ -368,6 +375,7 @@ def main():
             save("orient-%d.heic" % n, add_transforms(data, turns, axis))
             check_displayed(os.path.join(HERE, "orient-%d.heic" % n), tmp)
         save("plain.avif", encode("plain.avif", canonical(), "-A"))
+        save("alpha.avif", encode("alpha.avif", with_transparent_right_half(canonical()), "-A"))
         # heif-enc 1.15 puts these code points in the HEVC bitstream (VUI) only;
         # the colr nclx box, which is what readers are meant to use, is added here.
         p3 = encode(
