@@ -10,9 +10,10 @@
 //! With the `heif` feature, [`decode`] decodes the primary image with libheif:
 //!
 //! * The declared size (the stored `ispe` size and the displayed size) is checked
-//!   against [`MAX_SIDE`], [`MAX_PIXELS`] and [`MAX_DECODE_ALLOC`] before any
-//!   pixel is decoded, and libheif's own security limits are tightened to
-//!   [`MAX_PIXELS`] and [`LIBHEIF_MAX_TOTAL_MEMORY`].
+//!   against [`MAX_SIDE`], [`MAX_PIXELS`] and
+//!   [`MAX_DECODE_ALLOC`](super::MAX_DECODE_ALLOC) before any pixel is decoded,
+//!   and libheif's own security limits are tightened to [`MAX_PIXELS`] pixels and
+//!   `LIBHEIF_MAX_TOTAL_MEMORY` (2 GiB) in all.
 //! * libheif applies HEIF's own transformations (clean aperture `clap`, rotation
 //!   `irot`, mirroring `imir`), which are the orientation of a HEIF photo; any EXIF
 //!   orientation tag inside is not applied on top (HEIF writers are required to
