@@ -41,7 +41,7 @@ pub(crate) enum ColourInfo {
     /// CICP code points (ITU-T H.273), as in a HEIF/AVIF `colr nclx` box or a PNG
     /// cICP chunk. The matrix coefficients are already applied by the decoder that
     /// produced RGB; primaries and transfer still describe the RGB values.
-    #[allow(dead_code)] // only HEIF decoding says CICP
+    #[cfg_attr(not(feature = "heif"), allow(dead_code))] // only HEIF decoding says CICP
     Cicp {
         primaries: u8,
         transfer: u8,

@@ -45,6 +45,11 @@
 //! is kept. [`batch`] runs this over several photos in parallel and searches the
 //! settings for `sxf seal --fit`.
 //!
+//! HEIF photos (HEIC, AVIF) are recognised from their `ftyp` box before anything
+//! else and handled by `heif.rs`: decoded with libheif in a build with the `heif`
+//! feature (their own `irot`/`imir` transformations are their orientation, EXIF's
+//! is not applied), refused with a clear sentence without it.
+//!
 //! With [`ImageOptions::keep_original`] the file's bytes are stored unchanged
 //! (metadata included). It is still checked to be an image sxf can read: the format
 //! is detected, the header is read under the same limits, and a JPEG must have its
@@ -52,6 +57,7 @@
 
 pub mod batch;
 mod colour;
+mod heif;
 mod jpeg_strip;
 
 pub(crate) use colour::ColourInfo;
@@ -187,6 +193,14 @@ pub enum ImageError {
     /// The options make no sense (quality out of range, `max_dim` of 0).
     #[error("cannot process {}: {reason}", path.display())]
     InvalidOptions { path: PathBuf, reason: String },
+    /// A HEIF/HEIC/AVIF photo, in a build without the `heif` feature.
+    #[error(
+        "{} is a {kind} photo, and this build of sxf has no HEIF support; build one with \
+         the heif feature (see the README: install libde265-dev libdav1d-dev cmake, then \
+         cargo install --path . --features heif)",
+        path.display()
+    )]
+    NoHeifSupport { path: PathBuf, kind: &'static str },
     /// The JPEG encoder failed (should not happen for a decoded image).
     #[error("could not encode {} as JPEG: {reason}", path.display())]
     Encode { path: PathBuf, reason: String },
@@ -218,23 +232,40 @@ pub fn process_image(path: &Path, opts: &ImageOptions) -> Result<ProcessedImage,
 
 /// The photo's own bytes, checked to be an image sxf recognises.
 fn keep_original(path: &Path, bytes: Vec<u8>) -> Result<ProcessedImage, ImageError> {
-    let header = inspect(path, &bytes, false)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| format!("image.{}", header.format.extensions_str()[0]));
+    let (extension, media_type, (width, height)) = match heif::detect(&bytes) {
+        Some(kind) => (
+            kind.extension(),
+            kind.media_type(),
+            heif::header_dimensions(path, &bytes, kind)?,
+        ),
+        None => {
+            let header = inspect(path, &bytes, false)?;
+            (
+                header.format.extensions_str()[0],
+                header.format.to_mime_type(),
+                (header.width, header.height),
+            )
+        }
+    };
     Ok(ProcessedImage {
-        file_name,
-        media_type: header.format.to_mime_type().to_string(),
+        file_name: kept_file_name(path, extension),
+        media_type: media_type.to_string(),
         original_len: bytes.len() as u64,
         bytes,
-        original_width: header.width,
-        original_height: header.height,
-        width: header.width,
-        height: header.height,
+        original_width: width,
+        original_height: height,
+        width,
+        height,
         method: Method::Original,
         colour: Conversion::AlreadySrgb,
     })
+}
+
+/// The file name of a photo kept as it is: the input's own, or "image.EXT".
+fn kept_file_name(path: &Path, extension: &str) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("image.{extension}"))
 }
 
 /// A photo decoded once, so that it can be rendered and encoded at several sizes
@@ -261,20 +292,38 @@ pub(crate) struct Rendered {
 
 impl DecodedPhoto {
     pub(crate) fn decode(path: &Path, bytes: Vec<u8>) -> Result<Self, ImageError> {
-        let Inspected {
-            format,
-            width,
-            height,
-            decoded,
-        } = inspect(path, &bytes, true)?;
+        // HEIF (HEIC, AVIF) is recognised from its ftyp box before the `image`
+        // crate guesses, and goes through libheif (or is refused without the
+        // `heif` feature). Its own transformations (irot, imir, clap) are its
+        // orientation and are applied by libheif; EXIF's is not applied on top.
+        let (format, (width, height), decoded) = match heif::detect(&bytes) {
+            Some(kind) => {
+                let heif = heif::decode(path, &bytes, kind)?;
+                let decoded = Decoded {
+                    image: heif.image,
+                    orientation: Orientation::NoTransforms,
+                    colour: heif.colour,
+                };
+                (None, (heif.stored_width, heif.stored_height), decoded)
+            }
+            None => {
+                let inspected = inspect(path, &bytes, true)?;
+                let decoded = inspected.decoded.expect("inspect decodes when asked to");
+                (
+                    Some(inspected.format),
+                    (inspected.width, inspected.height),
+                    decoded,
+                )
+            }
+        };
         let Decoded {
             image,
             orientation,
             colour,
-        } = decoded.expect("inspect decodes when asked to");
+        } = decoded;
         let (pixels, conversion) = colour::to_srgb(flatten_to_8bit(image), &colour);
         // A file the walk cannot follow is simply re-encoded.
-        let lossless = (format == ImageFormat::Jpeg)
+        let lossless = (format == Some(ImageFormat::Jpeg))
             .then(|| jpeg_strip::strip_metadata(&bytes, orientation).ok())
             .flatten();
         Ok(DecodedPhoto {
