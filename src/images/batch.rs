@@ -153,7 +153,7 @@ fn sizes_of(images: &[ProcessedImage]) -> Vec<u64> {
 /// Output sizes of one photo at each quality, from one decode.
 fn sizes_at(path: &Path, max_dim: Option<u32>, qualities: &[u8]) -> Result<Vec<u64>, ImageError> {
     let photo = DecodedPhoto::decode(path, read_input(path)?)?;
-    let rendered = photo.render(max_dim);
+    let rendered = photo.render(max_dim)?;
     qualities
         .iter()
         .map(|&q| Ok(photo.encode(&rendered, q)?.bytes.len() as u64))
