@@ -597,3 +597,11 @@ fn parallel_output_is_byte_identical_to_serial() {
         wrote(&serial)
     );
 }
+
+/// An iPhone-style HEIC: Display P3 described by an nclx box (no ICC profile).
+#[cfg(feature = "heif")]
+#[test]
+fn display_p3_heic_with_nclx_arrives_with_the_same_colours() {
+    let heic = fs::read(project_root().join("tests/data/heif/p3-photo.heic")).unwrap();
+    assert_colours_survive(SPACE_P3, "iphone.heic", heic);
+}

@@ -30,6 +30,10 @@ Files:
                    (sRGB), matrix 6, full range (the box added by this script).
   adobe-icc.heic   with an ICC profile (colr prof) copied from the PNG's iCCP.
   10bit.heic       10 bits per sample (from a 16-bit PNG), as iPhones write.
+  p3-photo.heic    examples/sample.jpg re-expressed in Display P3 (decoded with
+                   djpeg, converted with the standard primaries and the sRGB curve),
+                   encoded at quality 90 with an nclx box (12, 13, 6, full range):
+                   a photo whose colours tests/photos.rs checks after sealing.
 """
 
 import os
@@ -353,6 +357,75 @@ def run(*args):
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
 
 
+def srgb_to_p3_matrix():
+    def to_xyz(primaries):
+        white = (0.3127, 0.3290)
+        cols = [(x / y, 1.0, (1 - x - y) / y) for x, y in primaries]
+        wx, wy = white
+        w = (wx / wy, 1.0, (1 - wx - wy) / wy)
+        p = [[cols[c][r] for c in range(3)] for r in range(3)]
+        s = solve3(p, w)
+        return [[p[r][c] * s[c] for c in range(3)] for r in range(3)]
+
+    srgb = to_xyz([(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)])
+    p3 = to_xyz([(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)])
+    p3_inv = [solve3(p3, [1.0 if i == j else 0.0 for i in range(3)]) for j in range(3)]
+    p3_inv = [[p3_inv[c][r] for c in range(3)] for r in range(3)]
+    return [[sum(p3_inv[r][k] * srgb[k][c] for k in range(3)) for c in range(3)] for r in range(3)]
+
+
+def solve3(m, v):
+    """Solve m x = v for a 3x3 m (Cramer's rule)."""
+    def det(a):
+        return (a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1])
+                - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+                + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]))
+    d = det(m)
+    out = []
+    for c in range(3):
+        a = [row[:] for row in m]
+        for r in range(3):
+            a[r][c] = v[r]
+        out.append(det(a) / d)
+    return out
+
+
+def p3_photo(tmp):
+    """examples/sample.jpg, decoded with djpeg and re-expressed in Display P3."""
+    ppm = os.path.join(tmp, "sample.ppm")
+    run("djpeg", "-pnm", "-outfile", ppm, os.path.join(HERE, "..", "..", "..", "examples", "sample.jpg"))
+    with open(ppm, "rb") as f:
+        data = f.read()
+    fields, i = [], 0
+    while len(fields) < 4:
+        while data[i : i + 1].isspace():
+            i += 1
+        j = i
+        while not data[j : j + 1].isspace():
+            j += 1
+        fields.append(data[i:j])
+        i = j
+    w, h = int(fields[1]), int(fields[2])
+    pixels = data[i + 1 :]
+    m = srgb_to_p3_matrix()
+    decode = [((v / 255) / 12.92 if v / 255 <= 0.04045 else ((v / 255 + 0.055) / 1.055) ** 2.4) for v in range(256)]
+
+    def encode(v):
+        v = min(max(v, 0.0), 1.0)
+        v = v * 12.92 if v <= 0.0031308 else 1.055 * v ** (1 / 2.4) - 0.055
+        return int(round(v * 255))
+
+    rows = []
+    for y in range(h):
+        row = []
+        for x in range(w):
+            k = 3 * (y * w + x)
+            lin = [decode[c] for c in pixels[k : k + 3]]
+            row.append(tuple(encode(sum(m[r][c] * lin[c] for c in range(3))) for r in range(3)))
+        rows.append(row)
+    return rows
+
+
 def main():
     tmp = tempfile.mkdtemp()
     try:
@@ -391,6 +464,15 @@ def main():
             icc = f.read()
         save("adobe-icc.heic", encode("icc.heic", canonical(), icc=icc))
         save("10bit.heic", encode("ten.heic", canonical(), "-b", "10", bits=16))
+        photo = encode(
+            "p3-photo.heic",
+            p3_photo(tmp),
+            "--colour_primaries", "12",
+            "--transfer_characteristic", "13",
+            "--matrix_coefficients", "6",
+            "--full_range_flag", "1",
+        )
+        save("p3-photo.heic", add_properties(photo, [(nclx(12, 13, 6, True), False)]))
     finally:
         shutil.rmtree(tmp)
 
