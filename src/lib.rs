@@ -62,6 +62,12 @@ impl StopFlag {
         StopFlag(progress.stop_flag())
     }
 
+    /// A flag nobody can set.
+    #[cfg(test)]
+    pub(crate) fn none() -> Self {
+        StopFlag(None)
+    }
+
     pub(crate) fn is_set(&self) -> bool {
         self.0.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
     }

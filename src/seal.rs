@@ -207,15 +207,17 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
             .map_err(batch_error)?;
             match outcome {
                 FitOutcome::Fits { images, choice, .. } => (images, Some(choice)),
-                FitOutcome::TooBig { smallest } => {
+                FitOutcome::TooBig { smallest, floor } => {
+                    let size = match floor.max_dim {
+                        Some(px) => format!("{px} pixels on the long side"),
+                        None => "full size".to_string(),
+                    };
                     return Err(Error::Usage(format!(
-                        "cannot fit the archive in {}: even at quality {} and {} pixels on the long side it takes {} (the message, attachments and headers alone take {}); use --fit {} or more, or send fewer photos",
+                        "cannot fit the archive in {} ({limit} bytes): even with photos at quality {} and {size} it takes {} ({smallest} bytes), of which the message, attachments and headers take {}; use --fit {smallest} or more, or send fewer photos",
                         HumanBytes(limit),
-                        batch::FIT_MIN_QUALITY.min(req.image_options.quality),
-                        batch::FIT_MIN_LONG_SIDE,
+                        floor.quality,
                         HumanBytes(smallest),
                         HumanBytes(fixed),
-                        HumanBytes(smallest),
                     )));
                 }
             }

@@ -605,3 +605,138 @@ fn display_p3_heic_with_nclx_arrives_with_the_same_colours() {
     let heic = fs::read(project_root().join("tests/data/heif/p3-photo.heic")).unwrap();
     assert_colours_survive(SPACE_P3, "iphone.heic", heic);
 }
+
+/// A low-quality JPEG with one extra segment inserted after SOI.
+fn low_quality_jpeg_with(segment: &[u8]) -> Vec<u8> {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 30)
+        .encode_image(&sample_photo())
+        .unwrap();
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(segment);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn segments_outside_the_allowlist_never_reach_the_recipient() {
+    // Markers a metadata filter might pass through: a JPG-n extension, a
+    // reserved SOF, an APP2 that says ICC_PROFILE but holds something else.
+    let dir = tempdir().unwrap();
+    let secret = b"SERIAL-SXF-4242";
+    for (name, marker, prefix) in [
+        ("jpgn.jpg", 0xF0u8, &b""[..]),
+        ("sof8.jpg", 0xC8, b""),
+        ("icc.jpg", 0xE2, b"ICC_PROFILE\0\x01\x01"),
+    ] {
+        let mut body = prefix.to_vec();
+        body.extend_from_slice(secret);
+        let mut segment = vec![0xFF, marker];
+        segment.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+        segment.extend_from_slice(&body);
+        let path = dir.path().join(name);
+        fs::write(&path, low_quality_jpeg_with(&segment)).unwrap();
+        let archive = dir.path().join(format!("{name}.sxf"));
+        let r = run(&mut seal_cmd(
+            &archive,
+            &["bob.pub"],
+            "alice.key",
+            args!["--image", &path],
+        ));
+        if r.code != 0 {
+            // Refusing the file is fine too; leaking it is not.
+            continue;
+        }
+        assert!(
+            !r.stderr.contains("original JPEG data"),
+            "{name}: {}",
+            r.stderr
+        );
+        let out = dir.path().join(format!("{name}-opened"));
+        run(&mut open_cmd(&archive, "bob.key", Some("alice.pub"), &out)).assert_code(0, "open");
+        let sent = opened_file(&out, name);
+        assert!(
+            !sent.windows(secret.len()).any(|w| w == secret),
+            "{name} leaked"
+        );
+    }
+}
+
+/// A file that shows one picture to a reader that takes FF 01 (TEM) as a
+/// stand-alone marker and another to one that reads a length after it.
+fn two_faced_jpeg() -> (Vec<u8>, (u32, u32)) {
+    let encode = |img: &RgbImage, q: u8| {
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, q)
+            .encode_image(img)
+            .unwrap();
+        out
+    };
+    // A noisy 256x256 picture (large at any quality) and a flat 64x64 one.
+    let mut seed = 5u32;
+    let noisy = RgbImage::from_fn(256, 256, |_, _| {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let [a, b, c, _] = seed.to_be_bytes();
+        image::Rgb([a, b, c])
+    });
+    let a = encode(&noisy, 95);
+    let b = encode(&RgbImage::from_pixel(64, 64, image::Rgb([255, 0, 0])), 50);
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0x01];
+    let skip: usize = 0xFFE1;
+    out.extend_from_slice(&[0xFF, 0xE1, 0x00, 0x04, b'x', b'x']);
+    out.extend_from_slice(&b[2..]);
+    let target = 2 + 2 + skip;
+    assert!(out.len() <= target);
+    out.resize(target, 0);
+    out.extend_from_slice(&a[2..]);
+    (out, (256, 256))
+}
+
+#[test]
+fn the_lossless_path_never_sends_a_picture_other_than_the_one_checked() {
+    let dir = tempdir().unwrap();
+    let (jpeg, checked) = two_faced_jpeg();
+    let path = dir.path().join("two-faced.jpg");
+    fs::write(&path, &jpeg).unwrap();
+    let archive = dir.path().join("x.sxf");
+    let r = run(&mut seal_cmd(
+        &archive,
+        &["bob.pub"],
+        "alice.key",
+        args!["--image", &path],
+    ));
+    if r.code != 0 {
+        return; // refused outright: nothing was sent
+    }
+    assert!(!r.stderr.contains("original JPEG data"), "{}", r.stderr);
+    let out = dir.path().join("opened");
+    run(&mut open_cmd(&archive, "bob.key", Some("alice.pub"), &out)).assert_code(0, "open");
+    let sent = image::load_from_memory(&opened_file(&out, "two-faced.jpg")).unwrap();
+    assert_eq!((sent.width(), sent.height()), checked);
+}
+
+#[test]
+fn a_jpeg_tagged_srgb_is_not_reported_as_converted() {
+    let dir = tempdir().unwrap();
+    let srgb = moxcms::ColorProfile::new_srgb().encode().unwrap();
+    let path = dir.path().join("tagged.jpg");
+    fs::write(&path, jpeg_with_profile(&sample_photo(), &srgb, 95)).unwrap();
+    let (stderr, _, _) = seal_and_open(dir.path(), &[path], vec![]);
+    assert!(!stderr.contains("converted"), "{stderr}");
+}
+
+#[cfg(feature = "heif")]
+#[test]
+fn fit_works_with_heic_photos() {
+    let dir = tempdir().unwrap();
+    let heic = project_root().join("tests/data/heif/p3-photo.heic");
+    let archive = dir.path().join("x.sxf");
+    let r = run(&mut seal_cmd(
+        &archive,
+        &["bob.pub"],
+        "alice.key",
+        args!["--image", &heic, "--fit", "60000",],
+    ));
+    r.assert_code(0, "seal --fit with a HEIC");
+    assert!(fs::metadata(&archive).unwrap().len() <= 60_000);
+}

@@ -294,6 +294,7 @@ fn describe_photo(method: sxf::images::Method, colour: sxf::images::Conversion) 
     match colour {
         Conversion::Converted => format!("{how}, colours converted to sRGB"),
         Conversion::Ignored => format!("{how}, colour profile unusable, taken as sRGB"),
+        Conversion::ProfileKept => format!("{how}, its colour profile kept"),
         Conversion::AlreadySrgb => how,
     }
 }
@@ -411,7 +412,7 @@ fn seal(a: SealArgs) -> Result<()> {
             describe_photo(img.method, img.colour),
         );
     }
-    if let (Some(limit), Some(choice)) = (a.fit, report.fit) {
+    if let (Some(limit), Some(choice), false) = (a.fit, report.fit, report.images.is_empty()) {
         eprintln!(
             "  fit {}: photos at quality {}{}",
             human_bytes(limit),

@@ -53,8 +53,9 @@ pub(crate) enum FitOutcome {
         images: Vec<ProcessedImage>,
         choice: FitChoice,
     },
-    /// Even at the floor the archive would be `smallest` bytes.
-    TooBig { smallest: u64 },
+    /// Even at the floor, the settings in `floor`, the archive would be
+    /// `smallest` bytes.
+    TooBig { smallest: u64, floor: FitChoice },
 }
 
 /// Number of workers for `photos` photos: the machine's cores, or `requested`.
@@ -86,7 +87,11 @@ pub(crate) fn fit(
 ) -> Result<FitOutcome, BatchError> {
     let qualities = quality_ladder(opts.quality);
     let long_sides = long_side_ladder(paths, opts, threads, stop)?;
-    let mut floor = u64::MAX;
+    let floor = FitChoice {
+        quality: *qualities.last().expect("never empty"),
+        max_dim: *long_sides.last().expect("never empty"),
+    };
+    let mut smallest = u64::MAX;
     for (level, &max_dim) in long_sides.iter().enumerate() {
         // The first quality is tried in full: when it fits (the common case),
         // these are the photos that get sealed.
@@ -107,14 +112,12 @@ pub(crate) fn fit(
         if level == 0 {
             // Before searching, make sure the floor fits at all, so that an
             // impossible limit is refused after one more pass, not a whole search.
-            let floor_quality = *qualities.last().expect("never empty");
-            let floor_dim = *long_sides.last().expect("never empty");
             let sizes = parallel_map(paths, threads, stop, |path| {
-                Ok(sizes_at(path, floor_dim, &[floor_quality])?[0])
+                Ok(sizes_at(path, floor.max_dim, &[floor.quality])?[0])
             })?;
-            floor = archive_len(&sizes);
-            if floor > limit {
-                return Ok(FitOutcome::TooBig { smallest: floor });
+            smallest = archive_len(&sizes);
+            if smallest > limit {
+                return Ok(FitOutcome::TooBig { smallest, floor });
             }
         }
         // The lower qualities are measured from one decode of each photo, keeping
@@ -143,7 +146,7 @@ pub(crate) fn fit(
         }
     }
     // Reached only if a photo changed on disk during the search.
-    Ok(FitOutcome::TooBig { smallest: floor })
+    Ok(FitOutcome::TooBig { smallest, floor })
 }
 
 fn sizes_of(images: &[ProcessedImage]) -> Vec<u64> {
@@ -184,8 +187,8 @@ fn long_side_ladder(
     let longest = parallel_map(paths, threads, stop, |path| {
         check_options(path, opts)?;
         let bytes = read_input(path)?;
-        let header = super::inspect(path, &bytes, false)?;
-        Ok(header.width.max(header.height))
+        let (w, h) = super::read_header(path, &bytes)?.stored;
+        Ok(w.max(h))
     })?
     .into_iter()
     .max()
@@ -222,7 +225,16 @@ fn parallel_map<T: Send>(
             let result = if stop.is_set() {
                 Err(BatchError::Interrupted)
             } else {
-                job(&paths[i]).map_err(BatchError::from)
+                // A decoder that panics on a hostile file fails that photo, by
+                // name, and stops the batch like any other failure.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&paths[i])))
+                    .unwrap_or_else(|_| {
+                        Err(ImageError::Damaged {
+                            path: paths[i].clone(),
+                            reason: "the decoder failed on it".into(),
+                        })
+                    })
+                    .map_err(BatchError::from)
             };
             if result.is_err() {
                 failed.store(true, Ordering::Relaxed);
@@ -259,6 +271,26 @@ fn parallel_map<T: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_job_fails_its_photo_by_name_and_stops_the_batch() {
+        let paths: Vec<PathBuf> = ["a.jpg", "b.jpg", "c.jpg"].map(PathBuf::from).to_vec();
+        let started = AtomicUsize::new(0);
+        let result = parallel_map(&paths, 1, &StopFlag::none(), |path| {
+            started.fetch_add(1, Ordering::Relaxed);
+            if path.ends_with("b.jpg") {
+                panic!("a decoder bug");
+            }
+            Ok(())
+        });
+        match result {
+            Err(BatchError::Image(ImageError::Damaged { path, .. })) => {
+                assert_eq!(path, PathBuf::from("b.jpg"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(started.load(Ordering::Relaxed), 2, "c.jpg was not started");
+    }
 
     #[test]
     fn quality_ladder_steps_down_by_five_to_the_floor() {

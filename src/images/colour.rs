@@ -78,6 +78,9 @@ pub enum Conversion {
     /// The photo's colour description could not be used (unreadable, too large,
     /// or not for these pixels); the pixels were taken as sRGB.
     Ignored,
+    /// The photo was sent with its own image data and its own (cleaned) ICC
+    /// profile, which colour-managed viewers apply.
+    ProfileKept,
 }
 
 /// Convert an 8-bit grey (`ImageLuma8`) or RGB (`ImageRgb8`) image described by
@@ -160,6 +163,37 @@ fn cicp_profile(primaries: u8, transfer: u8, matrix: u8, full_range: bool) -> Ci
     CicpMeaning::Profile(Box::new(profile))
 }
 
+/// Whether a transform leaves every probed colour where it is (within one step),
+/// probing a 9x9x9 grid of RGB values (or 256 grey levels when `channels` is 1).
+fn is_identity(transform: &moxcms::Transform8BitExecutor, channels: usize) -> bool {
+    let probe: Vec<u8> = match channels {
+        1 => (0..=255).collect(),
+        _ => {
+            let steps: Vec<u8> = (0..=8).map(|i| (i * 255 / 8) as u8).collect();
+            let mut p = Vec::new();
+            for &r in &steps {
+                for &g in &steps {
+                    for &b in &steps {
+                        p.extend_from_slice(&[r, g, b]);
+                    }
+                }
+            }
+            p
+        }
+    };
+    let mut out = vec![0u8; probe.len() / channels * 3];
+    if transform.transform(&probe, &mut out).is_err() {
+        return false;
+    }
+    match channels {
+        1 => probe
+            .iter()
+            .zip(out.chunks_exact(3))
+            .all(|(&v, rgb)| rgb.iter().all(|&c| c.abs_diff(v) <= 1)),
+        _ => probe.iter().zip(&out).all(|(&a, &b)| a.abs_diff(b) <= 1),
+    }
+}
+
 fn convert(image: DynamicImage, source: &ColorProfile) -> (DynamicImage, Conversion) {
     let options = TransformOptions {
         rendering_intent: RenderingIntent::RelativeColorimetric,
@@ -173,6 +207,10 @@ fn convert(image: DynamicImage, source: &ColorProfile) -> (DynamicImage, Convers
             else {
                 return (DynamicImage::ImageRgb8(rgb), Conversion::Ignored);
             };
+            if is_identity(&*transform, 3) {
+                // An sRGB profile (or one near enough that no 8-bit value moves).
+                return (DynamicImage::ImageRgb8(rgb), Conversion::AlreadySrgb);
+            }
             let mut out = vec![0u8; rgb.as_raw().len()];
             if transform.transform(rgb.as_raw(), &mut out).is_err() {
                 return (DynamicImage::ImageRgb8(rgb), Conversion::Ignored);
@@ -187,6 +225,9 @@ fn convert(image: DynamicImage, source: &ColorProfile) -> (DynamicImage, Convers
             else {
                 return (DynamicImage::ImageLuma8(gray), Conversion::Ignored);
             };
+            if is_identity(&*transform, 1) {
+                return (DynamicImage::ImageLuma8(gray), Conversion::AlreadySrgb);
+            }
             let mut out = vec![0u8; gray.as_raw().len() * 3];
             if transform.transform(gray.as_raw(), &mut out).is_err() {
                 return (DynamicImage::ImageLuma8(gray), Conversion::Ignored);
@@ -238,6 +279,15 @@ mod tests {
         for (got, want) in p[3..].iter().zip([128, 128, 128, 255, 255, 255]) {
             assert!(got.abs_diff(want) <= 1, "{p:?}");
         }
+    }
+
+    #[test]
+    fn an_srgb_profile_is_recognised_and_nothing_is_converted() {
+        let icc = ColorProfile::new_srgb().encode().unwrap();
+        let input = rgb(&[[255, 0, 0], [1, 2, 3], [200, 150, 100]]);
+        let (out, how) = to_srgb(input.clone(), &ColourInfo::Icc(icc));
+        assert_eq!(how, Conversion::AlreadySrgb);
+        assert_eq!(pixels(&out), pixels(&input));
     }
 
     #[test]

@@ -2,24 +2,29 @@
 //!
 //! Re-encoding a photo that is already a small, heavily compressed JPEG makes it
 //! bigger and worse. For such a photo sxf sends the original entropy-coded data
-//! untouched and removes, losslessly, everything that is not needed to show it:
+//! untouched and rebuilds everything around it from an allowlist:
 //!
-//! * kept: the coding segments (SOF, DQT, DHT, DRI, DAC, SOS, DNL and the scans),
-//!   the ICC profile (APP2 `ICC_PROFILE`, so colours stay right) and the Adobe
-//!   segment (APP14, which says how the components of a CMYK or RGB JPEG are to be
-//!   read);
-//! * replaced: EXIF (APP1) by a minimal EXIF block holding only the Orientation
-//!   tag, and only when the photo is not upright as stored;
-//! * dropped: every other APPn segment (JFIF and its thumbnail, the rest of EXIF
-//!   with GPS position, camera serial number and time, XMP, IPTC, MPF, maker
-//!   segments), every comment (COM), and every byte after the end-of-image marker
-//!   (phones append depth maps and other pictures there).
+//! * kept as they are: the coding segments of a Huffman-coded JPEG (SOF0, SOF1,
+//!   SOF2, DQT, DHT, DRI, SOS) and the scans;
+//! * rebuilt: the ICC profile (reassembled from its APP2 chunks, checked to be a
+//!   profile moxcms can read for these pixels, its creation time, device maker and
+//!   model fields and profile ID cleared, then split into fresh chunks), the Adobe
+//!   segment (APP14, exactly its 12 standard bytes, which say how the components
+//!   are to be read), and a minimal EXIF block holding only the Orientation tag,
+//!   written only when the photo is not upright as stored;
+//! * dropped: every other APPn segment (JFIF and its thumbnail, EXIF with GPS
+//!   position, camera serial number and time, XMP, IPTC, MPF, maker segments),
+//!   comments, and every byte after the end-of-image marker (phones append depth
+//!   maps and other pictures there).
 //!
-//! The input has already been decoded in full by the pipeline, so it is known to be
-//! a readable JPEG; this walk still checks every length and fails cleanly on
-//! anything it cannot follow, in which case the pipeline re-encodes instead.
+//! Any other marker (arithmetic coding, hierarchical or lossless frames, a
+//! reserved or stand-alone marker, a second SOI) makes the walk give up, and the
+//! photo is re-encoded instead. What cannot be removed without decoding: bits a
+//! writer hid inside the entropy-coded data itself. The caller decodes the result
+//! and checks it shows the same picture before using it (see `DecodedPhoto`).
 
 use image::metadata::Orientation;
+use moxcms::{ColorProfile, DataColorSpace};
 
 const SOI: u8 = 0xD8;
 const EOI: u8 = 0xD9;
@@ -27,36 +32,28 @@ const SOS: u8 = 0xDA;
 const APP1: u8 = 0xE1;
 const APP2: u8 = 0xE2;
 const APP14: u8 = 0xEE;
-const COM: u8 = 0xFE;
+const ICC_TAG: &[u8] = b"ICC_PROFILE\0";
+/// Profile bytes per APP2 chunk: 65535 - 2 (length) - 12 (tag) - 2 (sequence).
+const ICC_CHUNK: usize = 65_519;
 
 /// The JPEG with its metadata removed as described in the module documentation,
-/// and `orientation` written as a minimal EXIF block unless it is upright.
-pub(crate) fn strip_metadata(jpeg: &[u8], orientation: Orientation) -> Result<Vec<u8>, String> {
+/// and `orientation` written as a minimal EXIF block unless it is upright. Also
+/// says whether a colour profile was kept.
+pub(crate) fn strip_metadata(jpeg: &[u8], orientation: Orientation) -> Result<Stripped, String> {
     if jpeg.get(..2) != Some(&[0xFF, SOI][..]) {
         return Err("not a JPEG".into());
     }
-    let mut out = Vec::with_capacity(jpeg.len());
-    out.extend_from_slice(&[0xFF, SOI]);
-    let exif_value = orientation_tag_value(orientation);
-    if exif_value != 1 {
-        out.extend_from_slice(&minimal_exif(exif_value));
-    }
+    let mut coding = Vec::with_capacity(jpeg.len());
+    let mut icc_chunks: Vec<(u8, u8, &[u8])> = Vec::new();
+    let mut adobe_transform = None;
+    let mut components = None;
 
     let mut i = 2;
     loop {
         let (marker, start) = next_marker(jpeg, i)?;
         i = start + 2;
-        match marker {
-            EOI => {
-                out.extend_from_slice(&[0xFF, EOI]);
-                return Ok(out);
-            }
-            // TEM and a stray RSTn stand alone, without a length.
-            0x01 | 0xD0..=0xD7 => {
-                out.extend_from_slice(&[0xFF, marker]);
-                continue;
-            }
-            _ => {}
+        if marker == EOI {
+            break;
         }
         let len = jpeg
             .get(i..i + 2)
@@ -70,30 +67,126 @@ pub(crate) fn strip_metadata(jpeg: &[u8], orientation: Orientation) -> Result<Ve
             .get(start..end)
             .ok_or("the JPEG ends inside a segment")?;
         let body = &segment[4..];
-        if keep_segment(marker, body) {
-            out.extend_from_slice(segment);
+        match marker {
+            // Baseline, extended and progressive Huffman frames: the frame header
+            // says how many components there are.
+            0xC0..=0xC2 => {
+                components = body.get(5).copied();
+                coding.extend_from_slice(segment);
+            }
+            0xC4 | 0xDB | 0xDD | SOS => coding.extend_from_slice(segment),
+            APP2 if body.starts_with(ICC_TAG) => {
+                let (&seq, &count) = (
+                    body.get(ICC_TAG.len()).ok_or("short ICC chunk")?,
+                    body.get(ICC_TAG.len() + 1).ok_or("short ICC chunk")?,
+                );
+                icc_chunks.push((seq, count, &body[ICC_TAG.len() + 2..]));
+            }
+            APP14 if body.starts_with(b"Adobe") => {
+                adobe_transform = Some(*body.get(11).ok_or("short Adobe segment")?);
+            }
+            0xE0..=0xEF | 0xFE => {} // other APPn and COM: dropped
+            other => return Err(format!("unexpected JPEG marker FF{other:02X}")),
         }
         i = end;
         if marker == SOS {
             let data_end = entropy_coded_end(jpeg, i);
-            out.extend_from_slice(&jpeg[i..data_end]);
+            coding.extend_from_slice(&jpeg[i..data_end]);
             i = data_end;
         }
     }
-}
 
-/// Whether a segment before, between or after the scans is kept.
-fn keep_segment(marker: u8, body: &[u8]) -> bool {
-    match marker {
-        APP2 => body.starts_with(b"ICC_PROFILE\0"),
-        APP14 => body.starts_with(b"Adobe"),
-        0xE0..=0xEF | COM => false,
-        _ => true,
+    let components = components.ok_or("no frame header")?;
+    let icc = match icc_chunks.is_empty() {
+        true => None,
+        false => Some(clean_profile(&icc_chunks, components)?),
+    };
+    let mut out = Vec::with_capacity(coding.len() + 64 + icc.as_ref().map_or(0, Vec::len));
+    out.extend_from_slice(&[0xFF, SOI]);
+    let exif_value = orientation_tag_value(orientation);
+    if exif_value != 1 {
+        out.extend_from_slice(&minimal_exif(exif_value));
     }
+    if let Some(profile) = &icc {
+        let count = profile.len().div_ceil(ICC_CHUNK);
+        for (n, chunk) in profile.chunks(ICC_CHUNK).enumerate() {
+            let mut body = ICC_TAG.to_vec();
+            body.extend_from_slice(&[n as u8 + 1, count as u8]);
+            body.extend_from_slice(chunk);
+            out.extend_from_slice(&segment(APP2, &body));
+        }
+    }
+    if let Some(transform) = adobe_transform {
+        // "Adobe", version 100, flags0 0, flags1 0, colour transform.
+        out.extend_from_slice(&segment(
+            APP14,
+            &[b'A', b'd', b'o', b'b', b'e', 0, 100, 0, 0, 0, 0, transform],
+        ));
+    }
+    out.extend_from_slice(&coding);
+    out.extend_from_slice(&[0xFF, EOI]);
+    Ok(Stripped {
+        bytes: out,
+        profile_kept: icc.is_some(),
+    })
 }
 
-/// The position of the next marker at or after `from` (skipping fill bytes), as
-/// (marker code, index of its first FF).
+/// What [`strip_metadata`] made.
+pub(crate) struct Stripped {
+    pub bytes: Vec<u8>,
+    pub profile_kept: bool,
+}
+
+fn segment(marker: u8, body: &[u8]) -> Vec<u8> {
+    let mut s = vec![0xFF, marker];
+    s.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+    s.extend_from_slice(body);
+    s
+}
+
+/// Reassemble an ICC profile from its APP2 chunks (numbered 1..=count, each once),
+/// check it describes pixels of this kind, and clear the fields that say when and
+/// on what device it was made.
+fn clean_profile(chunks: &[(u8, u8, &[u8])], components: u8) -> Result<Vec<u8>, String> {
+    let count = chunks[0].1;
+    if count == 0 || chunks.len() != usize::from(count) {
+        return Err("the ICC profile's chunks are incomplete".into());
+    }
+    let mut ordered = vec![None; usize::from(count)];
+    for &(seq, n, data) in chunks {
+        let slot = usize::from(seq)
+            .checked_sub(1)
+            .and_then(|k| ordered.get_mut(k))
+            .ok_or("an ICC chunk is out of range")?;
+        if n != count || slot.is_some() {
+            return Err("the ICC profile's chunks disagree".into());
+        }
+        *slot = Some(data);
+    }
+    let mut profile: Vec<u8> = ordered.into_iter().flatten().flatten().copied().collect();
+    if profile.len() < 128 || profile.len() > super::colour::MAX_ICC_BYTES {
+        return Err("the ICC profile has an impossible size".into());
+    }
+    let parsed =
+        ColorProfile::new_from_slice(&profile).map_err(|e| format!("ICC profile: {e:?}"))?;
+    let fits = matches!(
+        (parsed.color_space, components),
+        (DataColorSpace::Rgb, 3) | (DataColorSpace::Gray, 1) | (DataColorSpace::Cmyk, 4)
+    );
+    if !fits {
+        return Err("the ICC profile is not for these pixels".into());
+    }
+    // Header fields (ICC.1:2022 section 7.2): date and time (24..36), device
+    // manufacturer and model (48..56), device attributes (56..64), profile ID
+    // (84..100; all zero means "not computed", which is what a changed header needs).
+    for range in [24..36, 48..64, 84..100] {
+        profile[range].fill(0);
+    }
+    Ok(profile)
+}
+
+/// The position of the next marker at `from` (after fill bytes), as (marker
+/// code, index of its first FF). Anything but a marker there is an error.
 fn next_marker(jpeg: &[u8], from: usize) -> Result<(u8, usize), String> {
     if jpeg.get(from) != Some(&0xFF) {
         return Err("a JPEG marker was expected".into());
@@ -143,40 +236,31 @@ fn orientation_tag_value(orientation: Orientation) -> u16 {
 
 /// An APP1 segment holding an EXIF block with one IFD of one entry: Orientation.
 fn minimal_exif(value: u16) -> Vec<u8> {
-    let mut tiff = Vec::with_capacity(26);
-    tiff.extend_from_slice(b"MM\x00\x2A"); // big-endian TIFF
-    tiff.extend_from_slice(&8u32.to_be_bytes()); // IFD0 at offset 8
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // count 1
-    tiff.extend_from_slice(&value.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]); // value padded to 4 bytes
-    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
-
-    let mut segment = vec![0xFF, APP1];
-    segment.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
-    segment.extend_from_slice(b"Exif\0\0");
-    segment.extend_from_slice(&tiff);
-    segment
+    let mut body = b"Exif\0\0".to_vec();
+    body.extend_from_slice(b"MM\x00\x2A"); // big-endian TIFF
+    body.extend_from_slice(&8u32.to_be_bytes()); // IFD0 at offset 8
+    body.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    body.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    body.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    body.extend_from_slice(&1u32.to_be_bytes()); // count 1
+    body.extend_from_slice(&value.to_be_bytes());
+    body.extend_from_slice(&[0, 0]); // value padded to 4 bytes
+    body.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    segment(APP1, &body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn segment(marker: u8, body: &[u8]) -> Vec<u8> {
-        let mut s = vec![0xFF, marker];
-        s.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
-        s.extend_from_slice(body);
-        s
-    }
+    const COM: u8 = 0xFE;
 
-    /// A structurally valid JPEG skeleton (not decodable; the walk doesn't decode).
-    fn skeleton(extra_before: &[Vec<u8>], trailing: &[u8]) -> Vec<u8> {
+    /// A structurally valid one-component JPEG skeleton (not decodable; the walk
+    /// doesn't decode), with `extra` segments after the JFIF header.
+    fn skeleton(extra: &[Vec<u8>], trailing: &[u8]) -> Vec<u8> {
         let mut j = vec![0xFF, SOI];
         j.extend(segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"));
-        for s in extra_before {
+        for s in extra {
             j.extend(s);
         }
         j.extend(segment(0xDB, &[0; 65]));
@@ -192,47 +276,114 @@ mod tests {
         j
     }
 
+    fn grey_profile() -> Vec<u8> {
+        let mut p = ColorProfile::new_gray_with_gamma(2.2).encode().unwrap();
+        p[24..36].copy_from_slice(b"\x07\xea\x00\x0b\x00\x1d\x0a\x00\x00\x00\x00\x00"); // 2026-11-29 10:00
+        p[48..52].copy_from_slice(b"CANO");
+        p[52..56].copy_from_slice(b"EOS5");
+        p
+    }
+
+    fn icc_chunk(seq: u8, count: u8, data: &[u8]) -> Vec<u8> {
+        let mut body = ICC_TAG.to_vec();
+        body.extend_from_slice(&[seq, count]);
+        body.extend_from_slice(data);
+        segment(APP2, &body)
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
     #[test]
     fn metadata_segments_comments_and_trailing_pictures_are_removed() {
-        let exif = segment(APP1, b"Exif\0\0GPS and SERIAL-4242");
-        let xmp = segment(APP1, b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>");
-        let mpf = segment(APP2, b"MPF\0secondary image index");
-        let icc = segment(APP2, b"ICC_PROFILE\0\x01\x01profile bytes");
-        let adobe = segment(APP14, b"Adobe\0\x64\0\0\0\0\x01");
-        let com = segment(COM, b"shot by someone");
+        let profile = grey_profile();
+        let (first, second) = profile.split_at(100);
         let input = skeleton(
-            &[exif, xmp, mpf, icc.clone(), adobe.clone(), com],
+            &[
+                segment(APP1, b"Exif\0\0GPS and SERIAL-4242"),
+                segment(APP1, b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>"),
+                segment(APP2, b"MPF\0secondary image index"),
+                icc_chunk(2, 2, second),
+                icc_chunk(1, 2, first),
+                segment(APP14, b"Adobe\0\x64\0\0\0\0\x01 and a long tail"),
+                segment(COM, b"shot by someone"),
+            ],
             b"\xFF\xD8 a whole second picture with its own EXIF",
         );
         let out = strip_metadata(&input, Orientation::NoTransforms).unwrap();
-        let text = String::from_utf8_lossy(&out);
+        assert!(out.profile_kept);
+        let out = out.bytes;
         for gone in [
-            "SERIAL", "xmpmeta", "MPF", "shot by", "JFIF", "between", "second",
+            &b"SERIAL"[..],
+            b"xmpmeta",
+            b"MPF",
+            b"shot by",
+            b"JFIF",
+            b"between",
+            b"second",
+            b"long tail",
+            b"CANO",
+            b"EOS5",
         ] {
-            assert!(!text.contains(gone), "{gone} survived");
+            assert!(
+                !contains(&out, gone),
+                "{} survived",
+                String::from_utf8_lossy(gone)
+            );
         }
-        assert!(out.windows(icc.len()).any(|w| w == icc), "ICC profile lost");
-        assert!(
-            out.windows(adobe.len()).any(|w| w == adobe),
-            "Adobe segment lost"
-        );
+        // The profile is back in one chunk, its date and device fields cleared.
+        let mut cleaned = profile.clone();
+        for range in [24..36, 48..64, 84..100] {
+            cleaned[range].fill(0);
+        }
+        assert!(contains(&out, &icc_chunk(1, 1, &cleaned)), "profile lost");
+        assert!(contains(&out, &segment(APP14, b"Adobe\0\x64\0\0\0\0\x01")));
         assert!(out.ends_with(&[0x78, 0xFF, EOI]));
         // The scan data, stuffing and restart markers included, is untouched.
-        assert!(
-            out.windows(7)
-                .any(|w| w == [0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56])
-        );
+        assert!(contains(&out, &[0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56]));
     }
 
     #[test]
     fn orientation_becomes_a_one_tag_exif_block() {
         let input = skeleton(&[], b"");
-        let out = strip_metadata(&input, Orientation::Rotate90).unwrap();
+        let out = strip_metadata(&input, Orientation::Rotate90).unwrap().bytes;
         let expected = minimal_exif(6);
         assert_eq!(&out[2..2 + expected.len()], &expected[..]);
         assert_eq!(expected.len(), 2 + 2 + 6 + 26);
         let upright = strip_metadata(&input, Orientation::NoTransforms).unwrap();
-        assert!(!upright.windows(4).any(|w| w == b"Exif"));
+        assert!(!contains(&upright.bytes, b"Exif"));
+        assert!(!upright.profile_kept);
+    }
+
+    #[test]
+    fn markers_outside_the_allowlist_make_it_give_up() {
+        // TEM (stand-alone to the JPEG standard, read with a length by some
+        // decoders), a second SOI, reserved and JPG-n markers, arithmetic coding
+        // and a lossless frame: each could make two readers see two pictures.
+        for marker in [0x01u8, 0x02, 0xD8, 0xF0, 0xC8, 0xCC, 0xC3, 0xD0] {
+            let mut input = vec![0xFF, SOI, 0xFF, marker];
+            input.extend_from_slice(&skeleton(&[], b"")[2..]);
+            assert!(
+                strip_metadata(&input, Orientation::NoTransforms).is_err(),
+                "FF{marker:02X} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn broken_icc_chunks_make_it_give_up() {
+        let profile = grey_profile();
+        let cases = [
+            vec![icc_chunk(1, 2, &profile)], // one missing
+            vec![icc_chunk(1, 1, &profile), icc_chunk(1, 1, &profile)], // twice
+            vec![icc_chunk(0, 1, &profile)], // number 0
+            vec![icc_chunk(1, 1, b"SERIAL-4242 is not a profile")], // junk
+            vec![icc_chunk(1, 1, &ColorProfile::new_srgb().encode().unwrap())], // RGB for grey
+        ];
+        for extra in cases {
+            assert!(strip_metadata(&skeleton(&extra, b""), Orientation::NoTransforms).is_err());
+        }
     }
 
     #[test]
@@ -242,7 +393,7 @@ mod tests {
             // Every prefix either fails cleanly or (past the last scan) still ends
             // with an end-of-image marker of its own.
             if let Ok(out) = strip_metadata(&input[..cut], Orientation::NoTransforms) {
-                assert!(out.ends_with(&[0xFF, EOI]));
+                assert!(out.bytes.ends_with(&[0xFF, EOI]));
             }
         }
         assert!(strip_metadata(b"GIF89a", Orientation::NoTransforms).is_err());

@@ -241,21 +241,11 @@ pub fn process_image(path: &Path, opts: &ImageOptions) -> Result<ProcessedImage,
 
 /// The photo's own bytes, checked to be an image sxf recognises.
 fn keep_original(path: &Path, bytes: Vec<u8>) -> Result<ProcessedImage, ImageError> {
-    let (extension, media_type, (width, height)) = match heif::detect(&bytes) {
-        Some(kind) => (
-            kind.extension(),
-            kind.media_type(),
-            heif::header_dimensions(path, &bytes, kind)?,
-        ),
-        None => {
-            let header = inspect(path, &bytes, false)?;
-            (
-                header.format.extensions_str()[0],
-                header.format.to_mime_type(),
-                (header.width, header.height),
-            )
-        }
-    };
+    let Header {
+        extension,
+        media_type,
+        stored: (width, height),
+    } = read_header(path, &bytes)?;
     Ok(ProcessedImage {
         file_name: kept_file_name(path, extension),
         media_type: media_type.to_string(),
@@ -267,6 +257,34 @@ fn keep_original(path: &Path, bytes: Vec<u8>) -> Result<ProcessedImage, ImageErr
         height,
         method: Method::Original,
         colour: Conversion::AlreadySrgb,
+    })
+}
+
+/// What a photo's header says, read under the size limits without decoding.
+pub(crate) struct Header {
+    pub extension: &'static str,
+    pub media_type: &'static str,
+    /// Width and height as stored, before orientation.
+    pub stored: (u32, u32),
+}
+
+/// Recognise a photo from its content (HEIF first, then the `image` crate's
+/// formats) and read its header under the size limits.
+pub(crate) fn read_header(path: &Path, bytes: &[u8]) -> Result<Header, ImageError> {
+    Ok(match heif::detect(bytes) {
+        Some(kind) => Header {
+            extension: kind.extension(),
+            media_type: kind.media_type(),
+            stored: heif::header_dimensions(path, bytes, kind)?,
+        },
+        None => {
+            let header = inspect(path, bytes, false)?;
+            Header {
+                extension: header.format.extensions_str()[0],
+                media_type: header.format.to_mime_type(),
+                stored: (header.width, header.height),
+            }
+        }
     })
 }
 
@@ -290,7 +308,10 @@ pub(crate) struct DecodedPhoto {
     orientation: Orientation,
     colour: Conversion,
     /// For a JPEG: the same file with its metadata removed losslessly.
-    lossless: Option<Vec<u8>>,
+    lossless: Option<jpeg_strip::Stripped>,
+    /// Whether `lossless`, decoded the same way, gives exactly `pixels` and the
+    /// same orientation: checked once, the first time it would be sent.
+    lossless_checked: std::sync::OnceLock<bool>,
 }
 
 /// The pixels that get encoded: downscaled and turned upright.
@@ -301,13 +322,46 @@ pub(crate) struct Rendered {
 
 impl DecodedPhoto {
     pub(crate) fn decode(path: &Path, bytes: Vec<u8>) -> Result<Self, ImageError> {
+        let (format, stored, pixels, orientation, colour) = Self::decode_pixels(path, &bytes)?;
+        // A file the walk cannot follow is simply re-encoded.
+        let lossless = (format == Some(ImageFormat::Jpeg))
+            .then(|| jpeg_strip::strip_metadata(&bytes, orientation).ok())
+            .flatten();
+        Ok(DecodedPhoto {
+            path: path.to_path_buf(),
+            original_len: bytes.len() as u64,
+            stored,
+            pixels,
+            orientation,
+            colour,
+            lossless,
+            lossless_checked: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Decode, flatten and convert to sRGB: (format unless HEIF, stored size,
+    /// pixels, orientation, what the colour conversion did).
+    #[allow(clippy::type_complexity)]
+    fn decode_pixels(
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<
+        (
+            Option<ImageFormat>,
+            (u32, u32),
+            DynamicImage,
+            Orientation,
+            Conversion,
+        ),
+        ImageError,
+    > {
         // HEIF (HEIC, AVIF) is recognised from its ftyp box before the `image`
         // crate guesses, and goes through libheif (or is refused without the
         // `heif` feature). Its own transformations (irot, imir, clap) are its
         // orientation and are applied by libheif; EXIF's is not applied on top.
-        let (format, (width, height), decoded) = match heif::detect(&bytes) {
+        let (format, stored, decoded) = match heif::detect(bytes) {
             Some(kind) => {
-                let heif = heif::decode(path, &bytes, kind)?;
+                let heif = heif::decode(path, bytes, kind)?;
                 let decoded = Decoded {
                     image: heif.image,
                     orientation: Orientation::NoTransforms,
@@ -316,7 +370,7 @@ impl DecodedPhoto {
                 (None, (heif.stored_width, heif.stored_height), decoded)
             }
             None => {
-                let inspected = inspect(path, &bytes, true)?;
+                let inspected = inspect(path, bytes, true)?;
                 let decoded = inspected.decoded.expect("inspect decodes when asked to");
                 (
                     Some(inspected.format),
@@ -331,19 +385,27 @@ impl DecodedPhoto {
             colour,
         } = decoded;
         let (pixels, conversion) = colour::to_srgb(flatten_to_8bit(image), &colour);
-        // A file the walk cannot follow is simply re-encoded.
-        let lossless = (format == Some(ImageFormat::Jpeg))
-            .then(|| jpeg_strip::strip_metadata(&bytes, orientation).ok())
-            .flatten();
-        Ok(DecodedPhoto {
-            path: path.to_path_buf(),
-            original_len: bytes.len() as u64,
-            stored: (width, height),
-            pixels,
-            orientation,
-            colour: conversion,
-            lossless,
-        })
+        Ok((format, stored, pixels, orientation, conversion))
+    }
+
+    /// The stripped original, if there is one and it shows exactly the picture
+    /// that was checked: decoded again through the same pipeline, it must give the
+    /// same size, orientation and pixels. Anything a decoder could read
+    /// differently in the original's structure fails here and falls back to
+    /// re-encoding.
+    fn verified_lossless(&self) -> Option<&jpeg_strip::Stripped> {
+        let stripped = self.lossless.as_ref()?;
+        let same = *self.lossless_checked.get_or_init(|| {
+            match Self::decode_pixels(&self.path, &stripped.bytes) {
+                Ok((_, stored, pixels, orientation, _)) => {
+                    stored == self.stored
+                        && orientation == self.orientation
+                        && pixels == self.pixels
+                }
+                Err(_) => false,
+            }
+        });
+        same.then_some(stripped)
     }
 
     /// Downscale so the long side is at most `max_dim` (never upscaling), then
@@ -380,18 +442,32 @@ impl DecodedPhoto {
                 path: self.path.clone(),
                 reason,
             })?;
-        let (bytes, method, (width, height)) = match &self.lossless {
-            Some(lossless) if !rendered.downscaled && lossless.len() <= encoded.len() => {
+        let smaller = |s: &&jpeg_strip::Stripped| s.bytes.len() <= encoded.len();
+        let lossless = match rendered.downscaled {
+            false => self
+                .lossless
+                .as_ref()
+                .filter(smaller)
+                .and_then(|_| self.verified_lossless()),
+            true => None,
+        };
+        let (bytes, method, (width, height), colour) = match lossless {
+            Some(stripped) => {
                 let upright = match self.orientation_swaps_sides() {
                     true => (self.stored.1, self.stored.0),
                     false => self.stored,
                 };
-                (lossless.clone(), Method::Lossless, upright)
+                let colour = match stripped.profile_kept {
+                    true => Conversion::ProfileKept,
+                    false => self.colour,
+                };
+                (stripped.bytes.clone(), Method::Lossless, upright, colour)
             }
-            _ => (
+            None => (
                 encoded,
                 Method::Reencoded { quality },
                 (rendered.image.width(), rendered.image.height()),
+                self.colour,
             ),
         };
         Ok(ProcessedImage {
@@ -404,11 +480,7 @@ impl DecodedPhoto {
             width,
             height,
             method,
-            colour: match method {
-                // The stripped original keeps its own profile.
-                Method::Lossless => Conversion::AlreadySrgb,
-                _ => self.colour,
-            },
+            colour,
         })
     }
 
