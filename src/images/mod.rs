@@ -17,8 +17,8 @@
 //!   colours the sender saw.
 //! * **Never worse than the original.** For a JPEG, when re-encoding at the asked
 //!   quality would not make it smaller, the original image data is sent with its
-//!   metadata removed losslessly instead (see `jpeg_strip.rs`): the profile and the
-//!   orientation stay, GPS, serial numbers and times go.
+//!   metadata removed losslessly instead (see `jpeg_strip.rs`): a cleaned profile
+//!   and the orientation stay, GPS, serial numbers and times go.
 //! * **Hostile input.** A file handed to `sxf seal` may come from anyone. The format
 //!   is detected from the content (never from the extension), the file must be at
 //!   most [`MAX_FILE_BYTES`], and decoding runs under explicit [`image::Limits`]:
