@@ -361,24 +361,32 @@ impl<W: Write + Seek> ContainerWriter<W> {
 }
 
 /// The exact length of the archive [`ContainerWriter`] writes for entries of
-/// these lengths, in [`ENTRY_ORDER`]: each entry's local header (30 bytes and the
-/// name), its data, its central header (46 bytes and the name), and the end
-/// record (22 bytes); plus the ZIP64 fields of a large `payload.bin` and, past
-/// 4 GiB, the ZIP64 end records.
+/// these lengths, in [`ENTRY_ORDER`], following the layout rules of
+/// `spec/FORMAT.md`: each entry's local header (30 bytes, the name, and for a
+/// ZIP64 `payload.bin` a 20-byte extra field), its data; then each central header
+/// (46 bytes, the name, and a ZIP64 extra field holding the sizes of a ZIP64
+/// entry and the offset of an entry starting at 2^32 − 1 or later); the ZIP64 end
+/// records when the central directory starts after 2^32 − 1; the end record.
 pub fn container_len(entry_lens: [u64; 4]) -> u64 {
-    let names: u64 = ENTRY_ORDER.iter().map(|n| n.len() as u64).sum();
-    let mut len = 4 * (30 + 46) + 2 * names + 22 + entry_lens.iter().sum::<u64>();
-    let payload_is_zip64 = entry_lens[1] >= u64::from(u32::MAX);
-    if payload_is_zip64 {
-        len += 20 + 20; // ZIP64 extra field (two sizes) in the local and central headers
+    const THRESHOLD: u64 = u32::MAX as u64;
+    let payload_is_zip64 = entry_lens[1] >= THRESHOLD;
+    let mut offset = 0u64;
+    let mut central = 0u64;
+    for (i, (name, &len)) in ENTRY_ORDER.iter().zip(&entry_lens).enumerate() {
+        let sizes_in_zip64 = i == 1 && payload_is_zip64;
+        let local_extra = if sizes_in_zip64 { 20 } else { 0 };
+        let mut central_extra = if sizes_in_zip64 { 16 } else { 0 };
+        if offset >= THRESHOLD {
+            central_extra += 8;
+        }
+        if central_extra > 0 {
+            central_extra += 4; // the extra field's ID and length
+        }
+        central += 46 + name.len() as u64 + central_extra;
+        offset += 30 + name.len() as u64 + local_extra + len;
     }
-    let directory_start = len - 22 - 4 * 46 - names - if payload_is_zip64 { 20 } else { 0 };
-    if directory_start > u64::from(u32::MAX) {
-        // Offsets of the last two entries in ZIP64 fields, and the ZIP64 end
-        // record and locator.
-        len += 2 * 12 + 56 + 20;
-    }
-    len
+    let zip64_end = if offset > THRESHOLD { 56 + 20 } else { 0 };
+    offset + central + zip64_end + 22
 }
 
 // ---------------------------------------------------------------------------
@@ -702,5 +710,88 @@ impl<R: Read> Read for CrcErrorsAsMalformed<R> {
                 e
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom};
+
+    /// Counts what a writer writes, keeping none of it.
+    #[derive(Default)]
+    struct Sink {
+        pos: u64,
+        len: u64,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.pos += buf.len() as u64;
+            self.len = self.len.max(self.pos);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for Sink {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.pos = match to {
+                SeekFrom::Start(n) => n,
+                SeekFrom::End(d) => self.len.saturating_add_signed(d),
+                SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
+            };
+            Ok(self.pos)
+        }
+    }
+
+    fn written_len(keys: usize, payload: u64, manifest: usize, signature: usize) -> u64 {
+        let mut writer = ContainerWriter::new(Sink::default(), &vec![1; keys]).unwrap();
+        let out = writer.start_payload(payload).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        let mut left = payload;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            out.write_all(&chunk[..n]).unwrap();
+            left -= n as u64;
+        }
+        let sink = writer
+            .finish(&vec![b'm'; manifest], &vec![2; signature])
+            .unwrap();
+        sink.len
+    }
+
+    #[test]
+    fn container_len_is_exactly_what_the_writer_writes() {
+        for (keys, payload, manifest, signature) in [
+            (256, 32, 900, 256),
+            (512 * 3, 1_000_016, 2_000, 384),
+            (256, 0, 1, 256),
+        ] {
+            assert_eq!(
+                container_len([keys as u64, payload, manifest as u64, signature as u64]),
+                written_len(keys, payload, manifest, signature),
+                "{keys} {payload} {manifest} {signature}"
+            );
+        }
+    }
+
+    /// Past 4 GiB: a ZIP64 payload, entries starting past the 32-bit limit (the
+    /// signature alone, or manifest and signature), and the ZIP64 end records.
+    /// Pushes 4 GiB through a counting sink (the zip writer's CRC-32 is fast).
+    #[test]
+    fn container_len_is_exact_past_4_gib() {
+        let limit = u64::from(u32::MAX);
+        // Local headers before the payload's data: keys (30 + 8 + 256), payload (30 + 11).
+        let payload_data_start = 30 + 8 + 256 + 30 + 11;
+        for payload in [limit - payload_data_start - 500, limit, limit + 1_000] {
+            assert_eq!(
+                container_len([256, payload, 900, 256]),
+                written_len(256, payload, 900, 256),
+                "payload {payload}"
+            );
+        }
     }
 }
