@@ -182,9 +182,8 @@ fn icc_profile(space: &str) -> Vec<u8> {
     profile.encode().unwrap()
 }
 
-fn jpeg_with_profile(img: &RgbImage, icc: &[u8], quality: u8) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+/// `img` written by `encoder` with the ICC profile `icc` embedded.
+fn with_profile(mut encoder: impl ImageEncoder, img: &RgbImage, icc: &[u8]) {
     encoder.set_icc_profile(icc.to_vec()).unwrap();
     encoder
         .write_image(
@@ -194,21 +193,18 @@ fn jpeg_with_profile(img: &RgbImage, icc: &[u8], quality: u8) -> Vec<u8> {
             image::ExtendedColorType::Rgb8,
         )
         .unwrap();
+}
+
+fn jpeg_with_profile(img: &RgbImage, icc: &[u8], quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+    with_profile(encoder, img, icc);
     out
 }
 
 fn png_with_profile(img: &RgbImage, icc: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut encoder = image::codecs::png::PngEncoder::new(&mut out);
-    encoder.set_icc_profile(icc.to_vec()).unwrap();
-    encoder
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .unwrap();
+    with_profile(image::codecs::png::PngEncoder::new(&mut out), img, icc);
     out
 }
 

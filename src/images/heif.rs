@@ -33,7 +33,7 @@ use std::path::Path;
 
 #[cfg(feature = "heif")]
 use super::MAX_DECODE_ALLOC;
-use super::{ColourInfo, ImageError, MAX_PIXELS, MAX_SIDE, limits_text};
+use super::{ColourInfo, ImageError, check_size};
 
 /// Which kind of HEIF file, from its brands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,25 +246,6 @@ pub(crate) fn stored_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
         }
     }
     None
-}
-
-/// The check every format goes through: no empty picture, at most [`MAX_SIDE`] a
-/// side and [`MAX_PIXELS`] in all.
-fn check_size(path: &Path, width: u32, height: u32) -> Result<(), ImageError> {
-    if width == 0 || height == 0 {
-        return Err(ImageError::Damaged {
-            path: path.to_path_buf(),
-            reason: format!("it declares an empty {width}x{height} picture"),
-        });
-    }
-    let pixels = u64::from(width) * u64::from(height);
-    if width > MAX_SIDE || height > MAX_SIDE || pixels > MAX_PIXELS {
-        return Err(ImageError::TooLarge {
-            path: path.to_path_buf(),
-            detail: format!("{width}x{height} pixels; {}", limits_text()),
-        });
-    }
-    Ok(())
 }
 
 /// The stored width and height of a HEIF file kept as it is (`--keep-original`),

@@ -645,19 +645,7 @@ fn inspect(path: &Path, bytes: &[u8], decode: bool) -> Result<Inspected, ImageEr
     };
 
     let (width, height) = decoder.dimensions();
-    if width == 0 || height == 0 {
-        return Err(ImageError::Damaged {
-            path: path.to_path_buf(),
-            reason: format!("it declares an empty {width}x{height} picture"),
-        });
-    }
-    let pixels = u64::from(width) * u64::from(height);
-    if width > MAX_SIDE || height > MAX_SIDE || pixels > MAX_PIXELS {
-        return Err(ImageError::TooLarge {
-            path: path.to_path_buf(),
-            detail: format!("{width}x{height} pixels; {}", limits_text()),
-        });
-    }
+    check_size(path, width, height)?;
     if decoder.total_bytes() > MAX_DECODE_ALLOC {
         return Err(ImageError::TooLarge {
             path: path.to_path_buf(),
@@ -692,6 +680,25 @@ fn inspect(path: &Path, bytes: &[u8], decode: bool) -> Result<Inspected, ImageEr
         height,
         decoded,
     })
+}
+
+/// The check every format goes through: no empty picture, at most [`MAX_SIDE`] a
+/// side and [`MAX_PIXELS`] in all.
+fn check_size(path: &Path, width: u32, height: u32) -> Result<(), ImageError> {
+    if width == 0 || height == 0 {
+        return Err(ImageError::Damaged {
+            path: path.to_path_buf(),
+            reason: format!("it declares an empty {width}x{height} picture"),
+        });
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if width > MAX_SIDE || height > MAX_SIDE || pixels > MAX_PIXELS {
+        return Err(ImageError::TooLarge {
+            path: path.to_path_buf(),
+            detail: format!("{width}x{height} pixels; {}", limits_text()),
+        });
+    }
+    Ok(())
 }
 
 /// Dimensions from the header with the size limits lifted (the allocation limit
