@@ -210,13 +210,20 @@ fn watch_receives_a_message_sent_after_it_started_without_polling() {
     );
     assert_eq!(read(&out.join(format!("{id}.sxf"))), read(&msg));
     assert!(server.mailbox_files("bob").is_empty());
-    let stderr_lines: Vec<String> = err_rx.try_iter().collect();
-    assert!(
-        stderr_lines
-            .iter()
-            .any(|l| l.starts_with("verified: sealed by")),
-        "{stderr_lines:?}"
-    );
+    // stdout and stderr are read by two threads: the "verified" line may still be
+    // on its way when the message has arrived, so wait for it rather than peek.
+    let mut stderr_lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stderr_lines
+        .iter()
+        .any(|l: &String| l.starts_with("verified: sealed by"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match err_rx.recv_timeout(left) {
+            Ok(line) => stderr_lines.push(line),
+            Err(_) => panic!("no verified line on stderr: {stderr_lines:?}"),
+        }
+    }
     // Several WAITs answered empty or ready, none more often than the long-poll allows.
     assert!(server.wait_for_count("downloaded", 1, Duration::from_secs(5)));
     assert_eq!(server.count_log("downloaded"), 1);
