@@ -342,13 +342,7 @@ fn exif_segment(orientation: u16) -> Vec<u8> {
 }
 
 fn low_quality_jpeg_with_gps(orientation: u16) -> Vec<u8> {
-    let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 30)
-        .encode_image(&sample_photo())
-        .unwrap();
-    let mut out = jpeg[..2].to_vec();
-    out.extend(exif_segment(orientation));
-    out.extend_from_slice(&jpeg[2..]);
+    let mut out = low_quality_jpeg_with(&exif_segment(orientation));
     // A phone's appended second picture (depth map, say) after the end marker.
     out.extend_from_slice(b"\xFF\xD8 appended picture SERIAL-SXF-4242 \xFF\xD9");
     out
