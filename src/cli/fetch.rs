@@ -1,0 +1,269 @@
+//! `sxf fetch`: download (and with `--open`, open) what waits for your key.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use sxf::dropbox::client::{self, Client, ClientOptions, Fetched};
+use sxf::dropbox::{self as dbx};
+use sxf::keys::{PrivateKeyInfo, PublicKeyInfo};
+
+use super::dropbox::{client_options, parse_server_id, peer_error};
+use super::shared::{PassphraseArgs, load_public, parse_size};
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("sender").args(["from", "any_sender"])))]
+pub(crate) struct FetchArgs {
+    /// The drop-box server
+    #[arg(long, value_name = "ADDR:PORT")]
+    server: String,
+    /// Your private key: it proves which mailbox is yours
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// Directory to save the archives into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
+    /// Keep waiting and fetch new messages as they arrive (Ctrl-C to stop)
+    #[arg(long)]
+    watch: bool,
+    /// Open each archive as it arrives, as `sxf open` does, into DIR/<id>/
+    /// (needs --from or --any-sender)
+    #[arg(long, requires = "sender")]
+    open: bool,
+    /// With --open: the sender's public key; archives sealed by anyone else are rejected
+    #[arg(long, value_name = "PUB", requires = "open")]
+    from: Option<PathBuf>,
+    /// With --open: accept whatever sender key each archive embeds (prints a
+    /// warning; not with --watch)
+    #[arg(long, requires = "open", conflicts_with = "from")]
+    any_sender: bool,
+    /// Refuse a server whose id (64 hex digits) differs
+    #[arg(long, value_name = "HEX", value_parser = parse_server_id)]
+    server_id: Option<[u8; 32]>,
+    /// Largest message to download, whatever the server says; larger ones stay
+    /// on the server
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    max_size: u64,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+}
+
+/// The longest a `fetch` without `--watch` may take.
+const FETCH_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Whether `fetch` opens what it saves, and against which sender key.
+#[derive(Clone, Copy)]
+enum OpenMode<'a> {
+    /// Only save (no `--open`).
+    Save,
+    /// `--open --from PUB`.
+    From(&'a PublicKeyInfo),
+    /// `--open --any-sender`: the key each archive embeds, with a warning.
+    AnySender,
+}
+
+/// What `--open` needs, and the first rejection it met.
+struct Opener<'a> {
+    out_dir: &'a Path,
+    key: &'a PrivateKeyInfo,
+    mode: OpenMode<'a>,
+    first_rejection: Option<anyhow::Error>,
+}
+
+impl Opener<'_> {
+    fn saved(&mut self, f: &Fetched) {
+        if f.already_saved {
+            eprintln!(
+                "{} was saved by an earlier, interrupted fetch; removed it from the server",
+                f.path.display()
+            );
+        } else {
+            eprintln!("saved {} ({} bytes)", f.path.display(), f.len);
+        }
+        let from = match self.mode {
+            OpenMode::Save => {
+                println!("{}", f.path.display());
+                return;
+            }
+            OpenMode::From(k) => Some(k),
+            OpenMode::AnySender => None,
+        };
+        let out = self.out_dir.join(f.id.to_string());
+        if out.exists() {
+            eprintln!(
+                "{} already exists; not opening {} again",
+                out.display(),
+                f.path.display()
+            );
+            return;
+        }
+        // `None` is --any-sender: the same loud warning as `sxf open --any-sender`.
+        if let Err(e) = super::open::open_and_report(&f.path, self.key, from, &out, false) {
+            eprintln!("sxf: {}", super::output::describe(&e));
+            if self.first_rejection.is_none() {
+                self.first_rejection = Some(e);
+            }
+        }
+    }
+}
+
+pub(crate) fn run(a: FetchArgs) -> Result<()> {
+    // clap enforces this too; the check keeps the rule next to its use.
+    if a.open && a.from.is_some() == a.any_sender {
+        anyhow::bail!(
+            "say who the sender is with --open --from PUB (or accept any sender with --open --any-sender)"
+        );
+    }
+    if a.watch && a.any_sender {
+        anyhow::bail!(
+            "--watch cannot be used with --any-sender: anyone could then make this key decrypt whatever they send, automatically, and time it; use --open --from PUB with --watch, or fetch --open --any-sender without --watch"
+        );
+    }
+    let key = a.passphrase.source().load_private_key(&a.key)?;
+    let from = a.from.as_deref().map(load_public).transpose()?;
+    let mode = match (&from, a.open, a.any_sender) {
+        (Some(k), true, false) => OpenMode::From(k),
+        (None, true, true) => OpenMode::AnySender,
+        _ => OpenMode::Save,
+    };
+    fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    let swept = client::sweep_fetch_temps(&a.out_dir)?;
+    if swept > 0 {
+        eprintln!("removed {swept} partial download(s) left by an interrupted fetch");
+    }
+    let options = ClientOptions {
+        max_message_size: a.max_size,
+        ..client_options(a.server_id)
+    };
+    let mut opener = Opener {
+        out_dir: &a.out_dir,
+        key: &key,
+        mode,
+        first_rejection: None,
+    };
+    if !a.watch {
+        let mut c = Client::connect(&a.server, &options).map_err(peer_error)?;
+        let deadline = c.deadline(FETCH_DEADLINE)?;
+        let n = c
+            .authenticate(&key)
+            .and_then(|()| client::fetch_all(&mut c, &a.out_dir, &mut |f| opener.saved(f)));
+        let n = match n {
+            Err(e) if deadline.expired() => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "the fetch did not finish within {}; what was saved is kept",
+                    humantime::format_duration(FETCH_DEADLINE)
+                )));
+            }
+            n => n?,
+        };
+        drop(deadline);
+        if n == 0 {
+            eprintln!("no messages waiting for {}", key.fingerprint());
+        } else {
+            eprintln!("fetched {n} message(s) into {}", a.out_dir.display());
+        }
+        return match opener.first_rejection {
+            Some(e) => Err(e.context("a fetched archive could not be opened; it is kept")),
+            None => Ok(()),
+        };
+    }
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        match watch_session(
+            &a.server,
+            &options,
+            &key,
+            &a.out_dir,
+            &mut opener,
+            &mut backoff,
+        ) {
+            // The server's per-connection time limit: reconnect at once,
+            // quietly, but only after a session that lasted; a server that
+            // cuts every session short is backed off from like any other.
+            Err(e)
+                if e.code() == Some(dbx::ErrorCode::Deadline)
+                    && started.elapsed() >= MIN_SESSION_FOR_QUICK_RECONNECT => {}
+            Err(e) if e.is_transient() => {
+                // The server's sentence is the server's: escape it like any
+                // other error text before it reaches the terminal.
+                eprintln!(
+                    "sxf: {}; reconnecting in {}",
+                    super::output::describe(&anyhow::Error::new(e)),
+                    humantime::format_duration(backoff)
+                );
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(peer_error(e)),
+            Ok(never) => match never {},
+        }
+    }
+}
+
+/// One connection of `fetch --watch`: authenticate, then fetch and long-poll
+/// until the connection ends. The server holds each WAIT; nothing here polls.
+fn watch_session(
+    server: &str,
+    options: &ClientOptions,
+    key: &PrivateKeyInfo,
+    out_dir: &Path,
+    opener: &mut Opener<'_>,
+    backoff: &mut Duration,
+) -> Result<std::convert::Infallible, dbx::Error> {
+    let mut c = Client::connect(server, options)?;
+    c.authenticate(key)?;
+    *backoff = Duration::from_secs(1);
+    eprintln!(
+        "waiting for messages for {} at {server} (Ctrl-C to stop)",
+        key.fingerprint()
+    );
+    let wait = Duration::from_secs(u64::from(c.hello().max_wait_secs.max(1)));
+    // WAIT said ready but LIST found nothing: normal once in a while (another
+    // fetcher took it), a spinning loop if a server keeps saying so.
+    let mut empty_ready_rounds = 0u32;
+    let mut ready = false;
+    loop {
+        let n = client::fetch_all(&mut c, out_dir, &mut |f| opener.saved(f))?;
+        if ready && n == 0 {
+            empty_ready_rounds += 1;
+            thread::sleep(empty_ready_pause(empty_ready_rounds));
+        } else {
+            empty_ready_rounds = 0;
+        }
+        ready = c.wait(wait)?;
+    }
+}
+
+/// A `--watch` session at least this long may reconnect at once after the
+/// server's `deadline`.
+const MIN_SESSION_FOR_QUICK_RECONNECT: Duration = Duration::from_secs(5);
+
+/// The pause after `rounds` WAIT-ready rounds in a row that found nothing: none
+/// for the first two, then 100 ms doubling up to 10 s.
+fn empty_ready_pause(rounds: u32) -> Duration {
+    if rounds <= 2 {
+        return Duration::ZERO;
+    }
+    let exp = (rounds - 3).min(7);
+    (Duration::from_millis(100) * (1 << exp)).min(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_backs_off_from_a_server_that_keeps_saying_ready_with_nothing_to_list() {
+        assert_eq!(empty_ready_pause(1), Duration::ZERO);
+        assert_eq!(empty_ready_pause(2), Duration::ZERO);
+        assert_eq!(empty_ready_pause(3), Duration::from_millis(100));
+        assert_eq!(empty_ready_pause(4), Duration::from_millis(200));
+        assert_eq!(empty_ready_pause(50), Duration::from_secs(10));
+        assert_eq!(empty_ready_pause(u32::MAX), Duration::from_secs(10));
+    }
+}

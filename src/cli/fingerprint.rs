@@ -1,0 +1,27 @@
+//! `sxf fingerprint`: the fingerprint of a key file.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use sxf::keys;
+
+use super::passphrase;
+use super::shared::PassphraseArgs;
+
+#[derive(Debug, Args)]
+pub(crate) struct FingerprintArgs {
+    /// A public (.pub) or private (.key) key file
+    keyfile: PathBuf,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+}
+
+pub(crate) fn run(a: FingerprintArgs) -> Result<()> {
+    let source = a.passphrase.source();
+    let fp = keys::fingerprint_file(&a.keyfile, || source.for_key(&a.keyfile))
+        .map_err(passphrase::explain)?;
+    println!("{fp}");
+    Ok(())
+}

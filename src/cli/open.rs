@@ -1,0 +1,105 @@
+//! `sxf open`: verify, then decrypt into a new directory. `sxf fetch --open`
+//! shares the reporting.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use sxf::keys::{PrivateKeyInfo, PublicKeyInfo};
+use sxf::open::ExpectedSender;
+
+use super::output::{terminal_safe, warn_any_sender};
+use super::progress::TerminalProgress;
+use super::shared::{PassphraseArgs, SenderArgs, expected_sender};
+
+#[derive(Debug, Args)]
+pub(crate) struct OpenArgs {
+    /// The .sxf file
+    file: PathBuf,
+    /// Your private key
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    #[command(flatten)]
+    sender: SenderArgs,
+    /// Output directory (must not exist); default: the archive's name without .sxf
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+}
+
+/// The archive's name without `.sxf`, reduced to a plain, visible file name: the
+/// name comes from whoever sent the file, so `.ssh.sxf` must not open into `.ssh`.
+fn default_out_dir(file: &Path) -> Result<PathBuf> {
+    let stem = file
+        .file_stem()
+        .filter(|s| !s.is_empty())
+        .context("cannot name an output directory after this file; give -o DIR")?;
+    Ok(PathBuf::from(sxf::payload::safe_file_name(
+        &stem.to_string_lossy(),
+        0,
+    )))
+}
+
+pub(crate) fn run(a: OpenArgs) -> Result<()> {
+    let (from, any) = expected_sender(&a.sender)?;
+    let out_dir = match &a.out_dir {
+        Some(d) => d.clone(),
+        None => default_out_dir(&a.file)?,
+    };
+    if out_dir.exists() {
+        bail!("{} already exists; sxf never overwrites", out_dir.display());
+    }
+    let key = a.passphrase.source().load_private_key(&a.key)?;
+    debug_assert_eq!(any, from.is_none());
+    open_and_report(&a.file, &key, from.as_ref(), &out_dir, true)
+}
+
+/// Opens one archive into `out_dir` and reports exactly as `sxf open` does;
+/// `from: None` means `--any-sender`. `sxf fetch --open` shares it, with
+/// `own_signals` false so that Ctrl-C keeps its usual meaning in `fetch --watch`.
+pub(crate) fn open_and_report(
+    file: &Path,
+    key: &PrivateKeyInfo,
+    from: Option<&PublicKeyInfo>,
+    out_dir: &Path,
+    own_signals: bool,
+) -> Result<()> {
+    let mut progress = if own_signals {
+        TerminalProgress::new()
+    } else {
+        TerminalProgress::without_signals()
+    };
+    let sender = match from {
+        Some(k) => ExpectedSender::Key(k),
+        None => ExpectedSender::Embedded,
+    };
+    let opened = sxf::open::open(file, key, sender, out_dir, &mut progress)
+        .with_context(|| file.display().to_string())?;
+    if from.is_none() {
+        warn_any_sender(opened.manifest.sender.fingerprint());
+    }
+    eprintln!(
+        "verified: sealed by {} at {}",
+        opened.manifest.sender.fingerprint(),
+        opened.manifest.manifest.created
+    );
+    let mut names = vec![sxf::open::MESSAGE_FILE.to_owned()];
+    names.extend(opened.files.iter().map(|f| f.saved_as.clone()));
+    eprintln!(
+        "wrote {} into {}",
+        names.join(", "),
+        opened.out_dir.display()
+    );
+    if std::io::stdout().is_terminal() {
+        print!("{}", terminal_safe(&opened.message));
+    } else {
+        print!("{}", opened.message);
+    }
+    if !opened.message.is_empty() && !opened.message.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}

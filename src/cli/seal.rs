@@ -1,0 +1,184 @@
+//! `sxf seal`: the flags, the message input and the summary printed afterwards.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use sxf::images::{DEFAULT_QUALITY, ImageOptions};
+
+use super::output::{human_bytes, shown_path};
+use super::progress::TerminalProgress;
+use super::shared::{PassphraseArgs, load_public};
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("message_source").multiple(false))]
+pub(crate) struct SealArgs {
+    /// Recipient public key (repeat for several recipients)
+    #[arg(long = "to", value_name = "PUB", required = true)]
+    to: Vec<PathBuf>,
+    /// Your private key, to sign with
+    #[arg(long, value_name = "KEY")]
+    sign: PathBuf,
+    /// The message text
+    #[arg(
+        short = 'm',
+        long = "message",
+        value_name = "TEXT",
+        group = "message_source"
+    )]
+    message: Option<String>,
+    /// Read the message from a file, or from standard input with -
+    #[arg(long, value_name = "PATH|-", group = "message_source")]
+    message_file: Option<PathBuf>,
+    /// A photo to compress and include (repeatable)
+    #[arg(long = "image", value_name = "PATH")]
+    images: Vec<PathBuf>,
+    /// Any file to include unchanged (repeatable)
+    #[arg(long = "attach", value_name = "PATH")]
+    attachments: Vec<PathBuf>,
+    /// JPEG quality for photos, 1-100
+    #[arg(long, default_value_t = DEFAULT_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: u8,
+    /// Downscale photos so the longer side is at most PX pixels
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..))]
+    max_dim: Option<u32>,
+    /// Store photos as they are (keeps their metadata, including GPS)
+    #[arg(long)]
+    keep_original: bool,
+    /// Make the archive at most SIZE (e.g. 10MB, 24MiB): photo quality, and if
+    /// need be photo size, is lowered until it fits
+    #[arg(long, value_name = "SIZE", value_parser = super::shared::parse_size, conflicts_with = "keep_original")]
+    fit: Option<u64>,
+    /// Photos to process at once (default: one per core)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// The archive to write; it must not exist
+    #[arg(short = 'o', long = "out", value_name = "OUT.sxf")]
+    out: PathBuf,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+}
+
+/// How a photo went into the archive, for the seal summary.
+fn describe_photo(method: sxf::images::Method, colour: sxf::images::Conversion) -> String {
+    use sxf::images::{Conversion, Method};
+    let how = match method {
+        Method::Reencoded { quality } => format!("re-encoded at quality {quality}"),
+        Method::Lossless => {
+            "original JPEG data with its metadata removed (re-encoding would not make it smaller)"
+                .to_string()
+        }
+        Method::Original => "stored as it is (--keep-original)".to_string(),
+    };
+    match colour {
+        Conversion::Converted => format!("{how}, colours converted to sRGB"),
+        Conversion::Ignored => format!("{how}, colour profile unusable, taken as sRGB"),
+        Conversion::ProfileKept => format!("{how}, its colour profile kept"),
+        Conversion::AlreadySrgb => how,
+    }
+}
+
+fn read_message(a: &SealArgs) -> Result<String> {
+    if let Some(m) = &a.message {
+        return Ok(m.clone());
+    }
+    // One byte more than the limit is enough for seal to refuse it clearly.
+    let cap = sxf::payload::MAX_MESSAGE_LEN + 1;
+    let mut bytes = Vec::new();
+    match &a.message_file {
+        Some(p) if p.as_os_str() == "-" => {
+            std::io::stdin()
+                .take(cap)
+                .read_to_end(&mut bytes)
+                .context("reading the message from standard input")?;
+        }
+        Some(p) => {
+            std::fs::File::open(p)
+                .and_then(|f| f.take(cap).read_to_end(&mut bytes))
+                .with_context(|| format!("reading {}", p.display()))?;
+        }
+        None if std::io::stdin().is_terminal() => {
+            eprintln!("Type the message; end it with Ctrl-D on a line of its own:");
+            std::io::stdin()
+                .take(cap)
+                .read_to_end(&mut bytes)
+                .context("reading the message")?;
+        }
+        None => {}
+    }
+    if bytes.len() as u64 >= cap {
+        bail!(
+            "the message is longer than {} bytes, the limit; attach large text as a file",
+            sxf::payload::MAX_MESSAGE_LEN
+        );
+    }
+    String::from_utf8(bytes).context("the message is not valid UTF-8 text")
+}
+
+pub(crate) fn run(a: SealArgs) -> Result<()> {
+    let message = read_message(&a)?;
+    if message.is_empty() && a.images.is_empty() && a.attachments.is_empty() {
+        bail!("nothing to seal: give a message (-m, --message-file), an --image or an --attach");
+    }
+    let recipients =
+        a.to.iter()
+            .map(|p| load_public(p))
+            .collect::<Result<Vec<_>>>()?;
+    let sender = a.passphrase.source().load_private_key(&a.sign)?;
+    let request = sxf::seal::SealRequest {
+        sender: &sender,
+        recipients: &recipients,
+        message,
+        images: a.images.clone(),
+        image_options: ImageOptions {
+            quality: a.quality,
+            max_dim: a.max_dim,
+            keep_original: a.keep_original,
+        },
+        attachments: a.attachments.clone(),
+        created: SystemTime::now(),
+        fit: a.fit,
+        threads: a.jobs.map(usize::from),
+    };
+    let report = sxf::seal::seal(request, &a.out, &mut TerminalProgress::new())?;
+    for img in &report.images {
+        eprintln!(
+            "  image {}: {} {}x{} -> {} {}x{}, {}",
+            shown_path(&img.path),
+            human_bytes(img.original_len),
+            img.original_dims.0,
+            img.original_dims.1,
+            human_bytes(img.sealed_len),
+            img.sealed_dims.0,
+            img.sealed_dims.1,
+            describe_photo(img.method, img.colour),
+        );
+    }
+    if let (Some(limit), Some(choice), false) = (a.fit, report.fit, report.images.is_empty()) {
+        eprintln!(
+            "  fit {}: photos at quality {}{}",
+            human_bytes(limit),
+            choice.quality,
+            match choice.max_dim {
+                Some(px) => format!(", at most {px} pixels on the long side"),
+                None => String::new(),
+            }
+        );
+    }
+    for (path, len) in &report.attachments {
+        eprintln!("  attachment {}: {}", shown_path(path), human_bytes(*len));
+    }
+    eprintln!(
+        "sealed {} ({})",
+        a.out.display(),
+        human_bytes(report.archive_len)
+    );
+    eprintln!("  sender     {}", report.sender);
+    for r in &report.recipients {
+        eprintln!("  recipient  {r}");
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! `sxf serve`: run a drop-box server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use sxf::dropbox::server::{Server, ServerConfig};
+
+use super::dropbox::{log_line, parse_duration};
+use super::shared::parse_size;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address and port to listen on; port 0 picks a free port
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: String,
+    /// The store directory (created if missing)
+    #[arg(long, value_name = "DIR")]
+    store: PathBuf,
+    /// Largest message accepted (B, k/M/G = 1000s, KiB/MiB/GiB = 1024s)
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    max_message_size: u64,
+    /// Most bytes waiting in one mailbox
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    mailbox_quota: u64,
+    /// Most simultaneous connections; more are refused with a BUSY error
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_connections: u32,
+    /// Free space kept on the store's filesystem; uploads that would eat into it are refused
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    min_free_space: u64,
+    /// Close a connection on which nothing moves for this long
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Close any connection after this long
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    total_timeout: Duration,
+    /// Longest a `fetch --watch` request is held before an empty answer
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    max_wait: Duration,
+    /// How long an authentication challenge stays valid
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, hide = true)]
+    challenge_ttl: Duration,
+    /// For tests only: take SIZE as the store's free space instead of asking the filesystem
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, hide = true)]
+    assume_free_space: Option<u64>,
+    /// Another address clients reach this server at (NAT, port forward); repeatable
+    #[arg(long = "public-addr", value_name = "IP:PORT")]
+    public_addrs: Vec<SocketAddr>,
+}
+
+pub(crate) fn run(a: ServeArgs) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let config = ServerConfig {
+        max_message_size: a.max_message_size,
+        mailbox_quota: a.mailbox_quota,
+        max_connections: a.max_connections as usize,
+        min_free_space: a.min_free_space,
+        idle_timeout: a.idle_timeout,
+        total_timeout: a.total_timeout,
+        max_wait: a.max_wait,
+        challenge_ttl: a.challenge_ttl,
+        public_addrs: a.public_addrs.clone(),
+        assume_free_space: a.assume_free_space,
+        ..ServerConfig::new(a.listen.clone(), a.store.clone())
+    };
+    // Signals first, so a SIGTERM right after the first line is a clean stop.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    let server = Server::bind(config)?;
+    eprintln!("listening on {}", server.local_addr());
+    let r = server.store_report();
+    log_line(format_args!(
+        "store {}: server id {}; {} message(s), {} bytes in {} mailbox(es); swept {} temp file(s), \
+         finished {} interrupted filing(s), discarded {} uncommitted, hashed {} message(s) \
+         that had no digest record",
+        a.store.display(),
+        hex::encode(server.server_id()),
+        r.messages,
+        r.bytes,
+        r.mailboxes,
+        r.swept_temp_files,
+        r.recovered,
+        r.discarded_pending,
+        r.rehashed
+    ));
+    log_line(format_args!(
+        "limits: {} bytes per message, {} per mailbox, {} connections, {} bytes free-disk reserve, \
+         idle {}, total {}",
+        a.max_message_size,
+        a.mailbox_quota,
+        a.max_connections,
+        a.min_free_space,
+        humantime::format_duration(a.idle_timeout),
+        humantime::format_duration(a.total_timeout)
+    ));
+    if let Some(free) = a.assume_free_space {
+        log_line(format_args!(
+            "TESTING: --assume-free-space: taking {free} bytes as the free space, whatever the disk has"
+        ));
+    }
+    let handle = server.shutdown_handle();
+    let signal_thread = signals.handle();
+    thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+            log_line(format_args!("received {name}"));
+            handle.shutdown();
+        }
+    });
+    server.run(Arc::new(|event| log_line(event)))?;
+    signal_thread.close();
+    Ok(())
+}
