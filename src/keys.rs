@@ -27,7 +27,7 @@ pub const MAX_BITS: usize = 4096;
 /// The only public exponent sxf accepts.
 pub const PUBLIC_EXPONENT: u64 = 65537;
 /// Key files larger than this are refused before parsing.
-const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
 /// Errors about key files. Each message names the file it is about.
 #[derive(Debug, thiserror::Error)]
@@ -255,17 +255,16 @@ enum PemKind {
     Pkcs1Public,
 }
 
-fn read_pem(path: &Path) -> Result<(Zeroizing<String>, PemKind), KeyError> {
+/// Reads a key file: at most [`MAX_KEY_FILE_BYTES`], into a buffer that is
+/// zeroized on drop.
+fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let read_err = |source| KeyError::Read {
         path: path.to_owned(),
         source,
     };
     let meta = fs::metadata(path).map_err(read_err)?;
     if meta.len() > MAX_KEY_FILE_BYTES {
-        return Err(KeyError::Parse {
-            path: path.to_owned(),
-            reason: "file is too large to be a key".into(),
-        });
+        return Err(too_large(path));
     }
     // Read at most one byte past the cap, so a FIFO cannot feed more.
     // Allocated once at full size, so no reallocation leaves a copy behind.
@@ -274,10 +273,28 @@ fn read_pem(path: &Path) -> Result<(Zeroizing<String>, PemKind), KeyError> {
         .and_then(|f| f.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes))
         .map_err(read_err)?;
     if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(KeyError::Parse {
-            path: path.to_owned(),
-            reason: "file is too large to be a key".into(),
-        });
+        return Err(too_large(path));
+    }
+    Ok(bytes)
+}
+
+fn too_large(path: &Path) -> KeyError {
+    KeyError::Parse {
+        path: path.to_owned(),
+        reason: "file is too large to be a key".into(),
+    }
+}
+
+fn read_pem(path: &Path) -> Result<(Zeroizing<String>, PemKind), KeyError> {
+    let bytes = read_key_file(path)?;
+    parse_pem(&bytes, path)
+}
+
+/// Classifies key text by its PEM label. `origin` names the source in errors.
+fn parse_pem(bytes: &[u8], origin: &Path) -> Result<(Zeroizing<String>, PemKind), KeyError> {
+    let path = origin;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(too_large(path));
     }
     let text = Zeroizing::new(
         std::str::from_utf8(&bytes)
@@ -324,7 +341,15 @@ fn parse_err(path: &Path, e: impl fmt::Display) -> KeyError {
 
 /// Reads a public key file (SPKI or PKCS#1 PEM).
 pub fn load_public_key(path: &Path) -> Result<PublicKeyInfo, KeyError> {
-    let (text, kind) = read_pem(path)?;
+    let bytes = read_key_file(path)?;
+    parse_public_key(&bytes, path)
+}
+
+/// Parses public key text that did not come from a file of its own (standard
+/// input, a contacts entry). `origin` names the source in errors.
+pub fn parse_public_key(bytes: &[u8], origin: &Path) -> Result<PublicKeyInfo, KeyError> {
+    let path = origin;
+    let (text, kind) = parse_pem(bytes, path)?;
     let key = match kind {
         PemKind::SpkiPublic => {
             PublicKey::from_public_key_pem(&text).map_err(|e| parse_err(path, e))?
