@@ -82,6 +82,14 @@ impl Fingerprint {
         &self.0
     }
 
+    /// The hex digits in groups of four, for reading aloud and comparing by eye:
+    /// `3441 9608 9488 …`. The `sha256:` form stays the machine form.
+    pub fn grouped(&self) -> String {
+        let hex = hex::encode(self.0);
+        let groups: Vec<&str> = (0..hex.len()).step_by(4).map(|i| &hex[i..i + 4]).collect();
+        groups.join(" ")
+    }
+
     /// Parses the canonical text form: `sha256:` and exactly 64 lowercase hex digits.
     pub fn parse(text: &str) -> Option<Self> {
         crate::parse_lower_hex(text.strip_prefix(Self::PREFIX)?).map(Fingerprint)
@@ -297,7 +305,7 @@ fn parse_pem(bytes: &[u8], origin: &Path) -> Result<(Zeroizing<String>, PemKind)
         return Err(too_large(path));
     }
     let text = Zeroizing::new(
-        std::str::from_utf8(&bytes)
+        std::str::from_utf8(bytes)
             .map_err(|_| KeyError::Parse {
                 path: path.to_owned(),
                 reason: "not a PEM text file".into(),

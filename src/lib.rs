@@ -5,6 +5,7 @@
 //! layer over it.
 //!
 //! - [`keys`]: reading, generating and fingerprinting RSA keys.
+//! - [`contacts`]: names for public keys, and your own identity, in the config directory.
 //! - [`format`]: the `.sxf` container and manifest (parsing knows no crypto).
 //! - [`crypto`]: key wrap, signatures, and the streaming encrypt-then-MAC payload.
 //! - [`payload`]: the inner plaintext layout (message and files).
@@ -12,6 +13,7 @@
 //! - [`seal`] and [`open`]: the two halves of the workflow.
 //! - [`dropbox`]: the optional drop-box server and its client (`sxf serve`, `send`, `fetch`).
 
+pub mod contacts;
 pub mod crypto;
 pub mod dropbox;
 pub mod error;

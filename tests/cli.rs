@@ -32,7 +32,7 @@ fn stdout_line(r: &Run) -> String {
 // open: who the sender is
 
 #[test]
-fn open_without_from_or_any_sender_is_refused_and_mentions_from() {
+fn open_without_from_from_an_unknown_sender_is_refused_and_says_what_to_do() {
     let dir = tempdir().unwrap();
     let archive = seal_standard(dir.path());
     let out = dir.path().join("out");
@@ -43,19 +43,27 @@ fn open_without_from_or_any_sender_is_refused_and_mentions_from() {
         .arg(key("bob.key"))
         .arg("-o")
         .arg(&out));
-    r.assert_code(2, "open without a sender")
-        .assert_stderr_contains("--from", "open without a sender");
+    // No contacts: the sender is unknown, which is a rejection (exit 1).
+    r.assert_code(1, "open without a sender")
+        .assert_stderr_contains("--from", "open without a sender")
+        .assert_stderr_contains("--any-sender", "open without a sender")
+        .assert_stderr_contains(
+            "sxf contacts add NAME --fingerprint",
+            "open without a sender",
+        );
     assert!(r.stdout.is_empty(), "nothing printed: {}", r.stdout);
     assert_not_created(&out);
 }
 
 #[test]
-fn verify_without_from_or_any_sender_is_refused() {
+fn verify_without_from_from_an_unknown_sender_is_refused() {
     let dir = tempdir().unwrap();
     let archive = seal_standard(dir.path());
     let r = run(sxf().arg("verify").arg(&archive));
-    r.assert_code(2, "verify without a sender")
-        .assert_stderr_contains("--from", "verify without a sender");
+    r.assert_code(1, "verify without a sender")
+        .assert_stderr_contains("--from", "verify without a sender")
+        .assert_stderr_contains("not one of your contacts", "verify without a sender");
+    assert!(r.stdout.is_empty(), "nothing on stdout: {}", r.stdout);
 }
 
 #[test]
@@ -842,14 +850,19 @@ fn inspect_json_parses_and_names_sender_and_recipients() {
     r.assert_code(0, "inspect --json");
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("inspect --json is JSON");
     assert_eq!(v["sender"], fingerprint("alice.pub").as_str());
+    // seal also encrypts to the sender unless --no-self.
     assert_eq!(
         v["recipients"],
-        serde_json::json!([fingerprint("bob.pub"), fingerprint("carol.pub")])
+        serde_json::json!([
+            fingerprint("bob.pub"),
+            fingerprint("carol.pub"),
+            fingerprint("alice.pub")
+        ])
     );
     assert_eq!(v["verified"], false);
     assert_eq!(v["format"], "sxf/1");
     assert_eq!(v["archive_bytes"], fs::metadata(&archive).unwrap().len());
-    assert_eq!(v["keys_bytes"], 512);
+    assert_eq!(v["keys_bytes"], 3 * 256);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `sxf fetch`: download (and with `--open`, open) what waits for your key.
 
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -10,10 +11,10 @@ use clap::Args;
 
 use sxf::dropbox::client::{self, Client, ClientOptions, Fetched};
 use sxf::dropbox::{self as dbx};
-use sxf::keys::{PrivateKeyInfo, PublicKeyInfo};
+use sxf::keys::PrivateKeyInfo;
 
 use super::dropbox::{client_options, parse_server_id, peer_error};
-use super::shared::{PassphraseArgs, load_public, parse_size};
+use super::shared::{Keyring, PassphraseArgs, Sender, parse_size};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("sender").args(["from", "any_sender"])))]
@@ -21,9 +22,9 @@ pub(crate) struct FetchArgs {
     /// The drop-box server
     #[arg(long, value_name = "ADDR:PORT")]
     server: String,
-    /// Your private key: it proves which mailbox is yours
+    /// Your private key: it proves which mailbox is yours (default: your identity)
     #[arg(long, value_name = "KEY")]
-    key: PathBuf,
+    key: Option<PathBuf>,
     /// Directory to save the archives into (created if missing)
     #[arg(long, value_name = "DIR")]
     out_dir: PathBuf,
@@ -34,9 +35,10 @@ pub(crate) struct FetchArgs {
     /// (needs --from or --any-sender)
     #[arg(long, requires = "sender")]
     open: bool,
-    /// With --open: the sender's public key; archives sealed by anyone else are rejected
-    #[arg(long, value_name = "PUB", requires = "open")]
-    from: Option<PathBuf>,
+    /// With --open: the sender (a contact name or public key file); archives
+    /// sealed by anyone else are rejected
+    #[arg(long, value_name = "NAME|PUB", requires = "open")]
+    from: Option<OsString>,
     /// With --open: accept whatever sender key each archive embeds (prints a
     /// warning; not with --watch)
     #[arg(long, requires = "open", conflicts_with = "from")]
@@ -60,10 +62,9 @@ const FETCH_DEADLINE: Duration = Duration::from_secs(600);
 enum OpenMode<'a> {
     /// Only save (no `--open`).
     Save,
-    /// `--open --from PUB`.
-    From(&'a PublicKeyInfo),
-    /// `--open --any-sender`: the key each archive embeds, with a warning.
-    AnySender,
+    /// `--open --from NAME|PUB`, or `--open --any-sender` (the key each archive
+    /// embeds, with a warning).
+    Open(&'a Sender),
 }
 
 /// What `--open` needs, and the first rejection it met.
@@ -84,13 +85,12 @@ impl Opener<'_> {
         } else {
             eprintln!("saved {} ({} bytes)", f.path.display(), f.len);
         }
-        let from = match self.mode {
+        let sender = match self.mode {
             OpenMode::Save => {
                 println!("{}", f.path.display());
                 return;
             }
-            OpenMode::From(k) => Some(k),
-            OpenMode::AnySender => None,
+            OpenMode::Open(sender) => sender,
         };
         let out = self.out_dir.join(f.id.to_string());
         if out.exists() {
@@ -101,8 +101,8 @@ impl Opener<'_> {
             );
             return;
         }
-        // `None` is --any-sender: the same loud warning as `sxf open --any-sender`.
-        if let Err(e) = super::open::open_and_report(&f.path, self.key, from, &out, false) {
+        // --any-sender gets the same loud warning as `sxf open --any-sender`.
+        if let Err(e) = super::open::open_and_report(&f.path, self.key, sender, &out, false) {
             eprintln!("sxf: {}", super::output::describe(&e));
             if self.first_rejection.is_none() {
                 self.first_rejection = Some(e);
@@ -123,11 +123,15 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
             "--watch cannot be used with --any-sender: anyone could then make this key decrypt whatever they send, automatically, and time it; use --open --from PUB with --watch, or fetch --open --any-sender without --watch"
         );
     }
-    let key = a.passphrase.source().load_private_key(&a.key)?;
-    let from = a.from.as_deref().map(load_public).transpose()?;
-    let mode = match (&from, a.open, a.any_sender) {
-        (Some(k), true, false) => OpenMode::From(k),
-        (None, true, true) => OpenMode::AnySender,
+    let mut keyring = Keyring::new();
+    let sender = match (&a.from, a.any_sender) {
+        (Some(from), false) => Some(Sender::Known(keyring.public_key(from)?)),
+        (None, true) => Some(Sender::Any),
+        _ => None,
+    };
+    let key = keyring.load_private_key(a.key.as_deref(), "--key", &a.passphrase.source())?;
+    let mode = match (&sender, a.open) {
+        (Some(sender), true) => OpenMode::Open(sender),
         _ => OpenMode::Save,
     };
     fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
+use sxf::contacts::ConfigDir;
 use sxf::keys::{self, KeyPairPaths};
 
+use super::output::shown_path;
 use super::shared::PassphraseArgs;
 
 #[derive(Debug, Args)]
@@ -16,9 +18,13 @@ pub(crate) struct KeygenArgs {
     /// Modulus size
     #[arg(long, default_value_t = 2048, value_parser = parse_bits)]
     bits: usize,
-    /// Directory to write the key files into
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    out_dir: PathBuf,
+    /// Directory to write the key files into (default: the current directory)
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// Write the key pair into sxf's config directory and make it your identity:
+    /// seal then signs with it and open opens with it, without --sign or --key
+    #[arg(long, conflicts_with = "out_dir")]
+    identity: bool,
     /// Write the private key unencrypted (anyone who reads the file can use it)
     #[arg(long)]
     no_passphrase: bool,
@@ -37,7 +43,19 @@ pub(crate) fn run(a: KeygenArgs) -> Result<()> {
     if a.name.is_empty() || a.name.contains(['/', '\\']) || a.name.starts_with('.') {
         bail!("the key name must be a plain file name, like alice");
     }
-    let paths = KeyPairPaths::new(&a.out_dir, &a.name);
+    let config = if a.identity {
+        let dir = ConfigDir::from_env()?;
+        dir.create()?;
+        Some(dir)
+    } else {
+        None
+    };
+    let out_dir = match (&config, &a.out_dir) {
+        (Some(c), _) => c.path().to_owned(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => PathBuf::from("."),
+    };
+    let paths = KeyPairPaths::new(&out_dir, &a.name);
     for p in [&paths.private, &paths.public] {
         if p.exists() {
             bail!("{} already exists; sxf never overwrites a key", p.display());
@@ -61,6 +79,22 @@ pub(crate) fn run(a: KeygenArgs) -> Result<()> {
         },
         paths.public.display()
     );
+    if let Some(config) = &config {
+        let previous = config.identity()?;
+        config.set_identity(&paths.private, key.public())?;
+        if let Some(old) = previous {
+            eprintln!(
+                "your identity was {} ({}); that key file is left as it is",
+                old.public.fingerprint(),
+                shown_path(&old.key_file)
+            );
+        }
+        eprintln!(
+            "this is now your identity; give {} to the people who will send to you",
+            shown_path(&paths.public)
+        );
+    }
+    eprintln!("  read aloud: {}", key.fingerprint().grouped());
     println!("{}", key.fingerprint());
     Ok(())
 }

@@ -3,9 +3,11 @@
 //! turns them into library calls. Printing helpers are in `output.rs`; the
 //! library never prints.
 
+mod contacts;
 mod dropbox;
 mod fetch;
 mod fingerprint;
+mod identity;
 mod inspect;
 mod keygen;
 mod open;
@@ -51,6 +53,10 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Show what an .sxf file's manifest says (unverified; needs no key)
     Inspect(inspect::InspectArgs),
+    /// Save, list, show and remove the public keys of people you exchange archives with
+    Contacts(contacts::ContactsArgs),
+    /// Set or show your own key, used when --sign or --key is not given
+    Identity(identity::IdentityArgs),
     /// Print the fingerprint of a public or private key file
     Fingerprint(fingerprint::FingerprintArgs),
     /// Run a drop-box server that holds sealed archives for their recipients
@@ -70,6 +76,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Fingerprint(a) => fingerprint::run(a),
+        Command::Contacts(a) => contacts::run(a),
+        Command::Identity(a) => identity::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Send(a) => send::run(a),
         Command::Fetch(a) => fetch::run(a),
@@ -81,8 +89,16 @@ fn library_error(err: &anyhow::Error) -> Option<&sxf::Error> {
     err.chain().find_map(|e| e.downcast_ref::<sxf::Error>())
 }
 
-/// 1 for a rejected archive, 2 for everything else.
+/// 1 for a rejected archive (including one whose sender is unknown), 2 for
+/// everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    // An archive signed by nobody you know is rejected like a wrong sender.
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<shared::UnknownSender>().is_some())
+    {
+        return 1;
+    }
     match library_error(err) {
         Some(e) if e.is_rejection() => 1,
         _ => 2,

@@ -7,20 +7,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use sxf::keys::{PrivateKeyInfo, PublicKeyInfo};
-use sxf::open::ExpectedSender;
+use sxf::keys::PrivateKeyInfo;
 
 use super::output::{terminal_safe, warn_any_sender};
 use super::progress::TerminalProgress;
-use super::shared::{PassphraseArgs, SenderArgs, expected_sender};
+use super::shared::{Keyring, PassphraseArgs, Sender, SenderArgs, choose_sender};
 
 #[derive(Debug, Args)]
 pub(crate) struct OpenArgs {
     /// The .sxf file
     file: PathBuf,
-    /// Your private key
+    /// Your private key (default: your identity, see `sxf identity`)
     #[arg(long, value_name = "KEY")]
-    key: PathBuf,
+    key: Option<PathBuf>,
     #[command(flatten)]
     sender: SenderArgs,
     /// Output directory (must not exist); default: the archive's name without .sxf
@@ -44,7 +43,8 @@ fn default_out_dir(file: &Path) -> Result<PathBuf> {
 }
 
 pub(crate) fn run(a: OpenArgs) -> Result<()> {
-    let (from, any) = expected_sender(&a.sender)?;
+    let mut keyring = Keyring::new();
+    let sender = choose_sender(&a.sender, &a.file, &mut keyring)?;
     let out_dir = match &a.out_dir {
         Some(d) => d.clone(),
         None => default_out_dir(&a.file)?,
@@ -52,18 +52,17 @@ pub(crate) fn run(a: OpenArgs) -> Result<()> {
     if out_dir.exists() {
         bail!("{} already exists; sxf never overwrites", out_dir.display());
     }
-    let key = a.passphrase.source().load_private_key(&a.key)?;
-    debug_assert_eq!(any, from.is_none());
-    open_and_report(&a.file, &key, from.as_ref(), &out_dir, true)
+    let key = keyring.load_private_key(a.key.as_deref(), "--key", &a.passphrase.source())?;
+    open_and_report(&a.file, &key, &sender, &out_dir, true)
 }
 
-/// Opens one archive into `out_dir` and reports exactly as `sxf open` does;
-/// `from: None` means `--any-sender`. `sxf fetch --open` shares it, with
+/// Opens one archive into `out_dir` and reports exactly as `sxf open` does.
+/// `sxf fetch --open` shares it, with
 /// `own_signals` false so that Ctrl-C keeps its usual meaning in `fetch --watch`.
 pub(crate) fn open_and_report(
     file: &Path,
     key: &PrivateKeyInfo,
-    from: Option<&PublicKeyInfo>,
+    sender: &Sender,
     out_dir: &Path,
     own_signals: bool,
 ) -> Result<()> {
@@ -72,20 +71,22 @@ pub(crate) fn open_and_report(
     } else {
         TerminalProgress::without_signals()
     };
-    let sender = match from {
-        Some(k) => ExpectedSender::Key(k),
-        None => ExpectedSender::Embedded,
-    };
-    let opened = sxf::open::open(file, key, sender, out_dir, &mut progress)
+    let opened = sxf::open::open(file, key, sender.expected(), out_dir, &mut progress)
         .with_context(|| file.display().to_string())?;
-    if from.is_none() {
-        warn_any_sender(opened.manifest.sender.fingerprint());
+    let fp = opened.manifest.sender.fingerprint();
+    match sender {
+        Sender::Known(k) => eprintln!(
+            "verified: from {} ({fp}), sealed {}",
+            k.label, opened.manifest.manifest.created
+        ),
+        Sender::Any => {
+            warn_any_sender(fp);
+            eprintln!(
+                "signature valid, sender NOT verified: sealed by {fp} at {}",
+                opened.manifest.manifest.created
+            );
+        }
     }
-    eprintln!(
-        "verified: sealed by {} at {}",
-        opened.manifest.sender.fingerprint(),
-        opened.manifest.manifest.created
-    );
     let mut names = vec![sxf::open::MESSAGE_FILE.to_owned()];
     names.extend(opened.files.iter().map(|f| f.saved_as.clone()));
     eprintln!(

@@ -1,5 +1,6 @@
 //! `sxf seal`: the flags, the message input and the summary printed afterwards.
 
+use std::ffi::OsString;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -11,17 +12,20 @@ use sxf::images::{DEFAULT_QUALITY, ImageOptions};
 
 use super::output::{human_bytes, shown_path};
 use super::progress::TerminalProgress;
-use super::shared::{PassphraseArgs, load_public};
+use super::shared::{Keyring, NamedKey, PassphraseArgs};
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("message_source").multiple(false))]
 pub(crate) struct SealArgs {
-    /// Recipient public key (repeat for several recipients)
-    #[arg(long = "to", value_name = "PUB", required = true)]
-    to: Vec<PathBuf>,
-    /// Your private key, to sign with
+    /// A recipient: a contact name or a public key file (repeat for several)
+    #[arg(long = "to", value_name = "NAME|PUB", required = true)]
+    to: Vec<OsString>,
+    /// Your private key, to sign with (default: your identity, see `sxf identity`)
     #[arg(long, value_name = "KEY")]
-    sign: PathBuf,
+    sign: Option<PathBuf>,
+    /// Do not also encrypt to your own key (by default you can reopen what you seal)
+    #[arg(long)]
+    no_self: bool,
     /// The message text
     #[arg(
         short = 'm',
@@ -119,15 +123,29 @@ fn read_message(a: &SealArgs) -> Result<String> {
 }
 
 pub(crate) fn run(a: SealArgs) -> Result<()> {
+    let mut keyring = Keyring::new();
+    let mut named = Vec::new();
+    for to in &a.to {
+        named.push(keyring.public_key(to)?);
+    }
+    let sender = keyring.load_private_key(a.sign.as_deref(), "--sign", &a.passphrase.source())?;
+    // Also to yourself, unless --no-self: the manifest names the sender anyway,
+    // so this reveals nothing new.
+    if !a.no_self
+        && !named
+            .iter()
+            .any(|n| n.key.fingerprint() == sender.fingerprint())
+    {
+        named.push(NamedKey {
+            key: sender.public().clone(),
+            label: "you".to_string(),
+        });
+    }
+    let recipients: Vec<_> = named.iter().map(|n| n.key.clone()).collect();
     let message = read_message(&a)?;
     if message.is_empty() && a.images.is_empty() && a.attachments.is_empty() {
         bail!("nothing to seal: give a message (-m, --message-file), an --image or an --attach");
     }
-    let recipients =
-        a.to.iter()
-            .map(|p| load_public(p))
-            .collect::<Result<Vec<_>>>()?;
-    let sender = a.passphrase.source().load_private_key(&a.sign)?;
     let request = sxf::seal::SealRequest {
         sender: &sender,
         recipients: &recipients,
@@ -176,9 +194,23 @@ pub(crate) fn run(a: SealArgs) -> Result<()> {
         a.out.display(),
         human_bytes(report.archive_len)
     );
-    eprintln!("  sender     {}", report.sender);
+    let sender_label = keyring.label_for(sender.public(), String::new())?;
+    eprintln!("  sender     {}", labelled(&sender_label, &report.sender));
     for r in &report.recipients {
-        eprintln!("  recipient  {r}");
+        let label = named
+            .iter()
+            .find(|n| n.key.fingerprint() == r)
+            .map_or("", |n| n.label.as_str());
+        eprintln!("  recipient  {}", labelled(label, r));
     }
     Ok(())
+}
+
+/// `bob (sha256:…)`, or the fingerprint alone when there is no name.
+fn labelled(label: &str, fp: &sxf::keys::Fingerprint) -> String {
+    if label.is_empty() {
+        fp.to_string()
+    } else {
+        format!("{label} ({fp})")
+    }
 }

@@ -1,12 +1,16 @@
 //! Flags and key loading that several commands share.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 
-use sxf::keys::{self, PublicKeyInfo};
+use sxf::contacts::{ConfigDir, ContactName, Contacts, Identity};
+use sxf::keys::{self, Fingerprint, PrivateKeyInfo, PublicKeyInfo};
+use sxf::open::ExpectedSender;
 
+use super::output::shown_path;
 use super::passphrase::PassphraseSource;
 
 #[derive(Debug, Args)]
@@ -25,9 +29,10 @@ impl PassphraseArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct SenderArgs {
-    /// The sender's public key: the archive must be sealed by this key
-    #[arg(long, value_name = "PUB", required_unless_present = "any_sender")]
-    pub from: Option<PathBuf>,
+    /// The sender: a contact name or a public key file. Without it, the archive
+    /// must be signed by one of your contacts (or by you)
+    #[arg(long, value_name = "NAME|PUB")]
+    pub from: Option<OsString>,
     /// Accept whatever sender key the archive embeds (prints a warning)
     #[arg(long, conflicts_with = "from")]
     pub any_sender: bool,
@@ -37,13 +42,203 @@ pub(crate) fn load_public(path: &Path) -> Result<PublicKeyInfo> {
     Ok(keys::load_public_key(path)?)
 }
 
-pub(crate) fn expected_sender(args: &SenderArgs) -> Result<(Option<PublicKeyInfo>, bool)> {
-    match (&args.from, args.any_sender) {
-        (Some(p), false) => Ok((Some(load_public(p)?), false)),
-        (None, true) => Ok((None, true)),
-        _ => {
-            bail!("say who the sender is with --from PUB (or accept any sender with --any-sender)")
+/// A public key named on the command line, and what to call it in output.
+pub(crate) struct NamedKey {
+    pub key: PublicKeyInfo,
+    pub label: String,
+}
+
+/// Your contacts and identity, read from the config directory when first needed.
+pub(crate) struct Keyring {
+    dir: Option<ConfigDir>,
+    contacts: Option<Contacts>,
+    identity: Option<Option<Identity>>,
+}
+
+impl Keyring {
+    pub(crate) fn new() -> Self {
+        Keyring {
+            dir: ConfigDir::from_env().ok(),
+            contacts: None,
+            identity: None,
         }
+    }
+
+    pub(crate) fn contacts(&mut self) -> Result<&Contacts> {
+        if self.contacts.is_none() {
+            let loaded = match &self.dir {
+                Some(d) => d.contacts()?,
+                None => Contacts::default(),
+            };
+            self.contacts = Some(loaded);
+        }
+        Ok(self.contacts.as_ref().expect("just loaded"))
+    }
+
+    pub(crate) fn identity(&mut self) -> Result<Option<&Identity>> {
+        if self.identity.is_none() {
+            let loaded = match &self.dir {
+                Some(d) => d.identity()?,
+                None => None,
+            };
+            self.identity = Some(loaded);
+        }
+        Ok(self.identity.as_ref().expect("just loaded").as_ref())
+    }
+
+    /// What to call a key in output: its contact name, "you" for your identity,
+    /// or `fallback`.
+    pub(crate) fn label_for(&mut self, key: &PublicKeyInfo, fallback: String) -> Result<String> {
+        if let Some(c) = self.contacts()?.by_fingerprint(key.fingerprint()) {
+            return Ok(c.name.to_string());
+        }
+        if self
+            .identity()?
+            .is_some_and(|id| id.public.fingerprint() == key.fingerprint())
+        {
+            return Ok("you".to_string());
+        }
+        Ok(fallback)
+    }
+
+    /// A `--to`/`--from` argument: a key file or a contact name. It is a file
+    /// when it contains a path separator or ends in `.pub`, or when a file by
+    /// that name exists (a path wins when both exist); otherwise a contact.
+    pub(crate) fn public_key(&mut self, arg: &OsStr) -> Result<NamedKey> {
+        let path = Path::new(arg);
+        let text = arg.to_string_lossy();
+        let path_like = text.contains(std::path::is_separator) || text.ends_with(".pub");
+        if path_like || path.is_file() {
+            let key = load_public(path)?;
+            let label = self.label_for(&key, shown_path(path))?;
+            return Ok(NamedKey { key, label });
+        }
+        let name = ContactName::parse(&text).map_err(|_| {
+            anyhow!(
+                "{} is neither a key file nor a contact name",
+                shown_path(path)
+            )
+        })?;
+        match self.contacts()?.get(&name) {
+            Some(c) => Ok(NamedKey {
+                key: c.key.clone(),
+                label: c.name.to_string(),
+            }),
+            None => bail!(
+                "no contact named {name} and no file {name}; `sxf contacts list` shows your contacts, \
+                 and `sxf contacts add {name} KEYFILE` adds one"
+            ),
+        }
+    }
+
+    /// The private key file to use: the one given, else your identity's.
+    pub(crate) fn private_key_file(&mut self, given: Option<&Path>, flag: &str) -> Result<PathBuf> {
+        if let Some(p) = given {
+            return Ok(p.to_owned());
+        }
+        match self.identity()? {
+            Some(id) => Ok(id.key_file.clone()),
+            None => bail!(
+                "no key given: use {flag} KEY, or set your own key once with \
+                 `sxf identity set KEY` (or make one with `sxf keygen NAME --identity`)"
+            ),
+        }
+    }
+
+    /// Loads the private key (given, or your identity's), and checks that an
+    /// identity's key file still holds the key the identity was set with.
+    pub(crate) fn load_private_key(
+        &mut self,
+        given: Option<&Path>,
+        flag: &str,
+        source: &PassphraseSource,
+    ) -> Result<PrivateKeyInfo> {
+        let path = self.private_key_file(given, flag)?;
+        let key = source.load_private_key(&path)?;
+        if given.is_none()
+            && let Some(id) = self.identity()?
+            && id.public.fingerprint() != key.fingerprint()
+        {
+            bail!(
+                "your identity's key file {} now holds a different key ({}, not {}); \
+                 run `sxf identity set KEY` again",
+                shown_path(&path),
+                key.fingerprint(),
+                id.public.fingerprint()
+            );
+        }
+        Ok(key)
+    }
+}
+
+/// Who must have signed an archive.
+pub(crate) enum Sender {
+    Known(NamedKey),
+    /// `--any-sender`.
+    Any,
+}
+
+impl Sender {
+    pub(crate) fn expected(&self) -> ExpectedSender<'_> {
+        match self {
+            Sender::Known(k) => ExpectedSender::Key(&k.key),
+            Sender::Any => ExpectedSender::Embedded,
+        }
+    }
+}
+
+/// The archive is signed by a key that is neither a contact nor yours (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error("the sender's key {0} is not one of your contacts")]
+pub(crate) struct UnknownSender(pub Fingerprint);
+
+/// `--from`, `--any-sender`, or else the contact (or you) whose key the
+/// archive names. The name is only a lookup: open and verify then check the
+/// signature against the contact's own key.
+pub(crate) fn choose_sender(
+    args: &SenderArgs,
+    archive: &Path,
+    keyring: &mut Keyring,
+) -> Result<Sender> {
+    if args.any_sender {
+        return Ok(Sender::Any);
+    }
+    if let Some(from) = &args.from {
+        return Ok(Sender::Known(keyring.public_key(from)?));
+    }
+    let (manifest, _) = sxf::open::inspect(archive).with_context(|| shown_path(archive))?;
+    let claimed = manifest.sender;
+    let label = keyring.label_for(&claimed, String::new())?;
+    if !label.is_empty() {
+        return Ok(Sender::Known(NamedKey {
+            key: claimed,
+            label,
+        }));
+    }
+    let fp = claimed.fingerprint();
+    eprintln!(
+        "{} is signed by a key that is not one of your contacts:\n  {fp}\n  read aloud: {}\n\
+         If you know whose key it is, compare the fingerprint with them (in person, or by phone), \
+         then save it and open the archive again:\n  sxf contacts add NAME --fingerprint {fp} {}\n\
+         Or name the sender's key with --from NAME|PUB, or accept any sender with --any-sender.",
+        shown_path(archive),
+        fp.grouped(),
+        shell_word(archive),
+    );
+    Err(anyhow::Error::new(UnknownSender(fp.clone())).context(shown_path(archive)))
+}
+
+/// A path as one shell word, for a command the user can paste.
+pub(crate) fn shell_word(path: &Path) -> String {
+    let text = shown_path(path);
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-+,:=@%".contains(c));
+    if plain {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 

@@ -5,11 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use sxf::open::ExpectedSender;
-
 use super::output::warn_any_sender;
 use super::progress::TerminalProgress;
-use super::shared::{SenderArgs, expected_sender};
+use super::shared::{Keyring, Sender, SenderArgs, choose_sender};
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
@@ -20,21 +18,26 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) fn run(a: VerifyArgs) -> Result<()> {
-    let (from, any) = expected_sender(&a.sender)?;
-    let sender = match &from {
-        Some(k) => ExpectedSender::Key(k),
-        None => ExpectedSender::Embedded,
-    };
-    let v = sxf::open::verify(&a.file, sender, &mut TerminalProgress::new())
+    let mut keyring = Keyring::new();
+    let sender = choose_sender(&a.sender, &a.file, &mut keyring)?;
+    let v = sxf::open::verify(&a.file, sender.expected(), &mut TerminalProgress::new())
         .with_context(|| a.file.display().to_string())?;
-    if any {
-        warn_any_sender(v.manifest.sender.fingerprint());
+    let fp = v.manifest.sender.fingerprint();
+    let created = &v.manifest.manifest.created;
+    match &sender {
+        Sender::Known(k) => println!(
+            "OK: {} is authentic: sealed by {} ({fp}) at {created}, every entry intact",
+            a.file.display(),
+            k.label,
+        ),
+        Sender::Any => {
+            warn_any_sender(fp);
+            println!(
+                "signature valid, sender NOT verified: {} is signed by the key it carries, {fp}, \
+                 at {created}; every entry intact",
+                a.file.display(),
+            );
+        }
     }
-    println!(
-        "OK: {} is authentic: sealed by {} at {}, every entry intact",
-        a.file.display(),
-        v.manifest.sender.fingerprint(),
-        v.manifest.manifest.created
-    );
     Ok(())
 }

@@ -110,14 +110,14 @@ impl Client {
             Reply::Hello(h) => client.hello = h,
             other => return Err(unexpected("HELLO", &other)),
         }
-        if let Some(pinned) = options.server_id {
-            if pinned != client.hello.server_id {
-                return Err(Error::ServerMismatch {
-                    addr: addr.to_owned(),
-                    expected: hex::encode(pinned),
-                    found: hex::encode(client.hello.server_id),
-                });
-            }
+        if let Some(pinned) = options.server_id
+            && pinned != client.hello.server_id
+        {
+            return Err(Error::ServerMismatch {
+                addr: addr.to_owned(),
+                expected: hex::encode(pinned),
+                found: hex::encode(client.hello.server_id),
+            });
         }
         Ok(client)
     }

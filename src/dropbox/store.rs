@@ -115,12 +115,12 @@ impl Mailbox {
 
     fn remove(&mut self, id: &MessageId, len: u64) {
         self.bytes = self.bytes.saturating_sub(len);
-        if let Some(d) = self.digests.remove(id) {
-            if let Some(ids) = self.by_digest.get_mut(&d) {
-                ids.remove(id);
-                if ids.is_empty() {
-                    self.by_digest.remove(&d);
-                }
+        if let Some(d) = self.digests.remove(id)
+            && let Some(ids) = self.by_digest.get_mut(&d)
+        {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_digest.remove(&d);
             }
         }
     }

@@ -72,11 +72,19 @@ pub fn fingerprint_of_der(der: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(der)))
 }
 
-/// The real binary, with no passphrase in its environment.
+/// The real binary, with no passphrase in its environment and a config
+/// directory (contacts, identity) that does not exist, so the developer's own
+/// contacts never leak into a test. Tests of contacts set `SXF_HOME` themselves.
 pub fn sxf() -> Command {
     let mut cmd = Command::cargo_bin("sxf").expect("the sxf binary is built");
     cmd.env_remove("SXF_PASSPHRASE");
+    cmd.env("SXF_HOME", no_config_dir());
     cmd
+}
+
+/// A config directory nobody creates.
+pub fn no_config_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("sxf-home-never-created")
 }
 
 /// What a finished command produced.
