@@ -44,6 +44,51 @@ const BOB_KEY: &str = "keys/bob.key";
 const DAVE_KEY: &str = "tests/keys/dave.key";
 const MALLORY_PUB: &str = "tests/keys/mallory.pub";
 
+/// Names that the rules of FORMAT.md, "File names", keep byte for byte, each with
+/// its file's contents.
+const ORDINARY_NAMES: [(&str, &str); 8] = [
+    ("Q3 report, final & signed [v2].pdf", "report"),
+    ("Mum's birthday #1!.jpg", "birthday"),
+    ("50% off = £10 + €5; {draft} ~ ^ @ $ `.txt", "punctuation"),
+    ("résumé – v2 ✓ (final).pdf", "accents"),
+    ("日本語のファイル.txt", "japanese"),
+    ("👨\u{200D}👩\u{200D}👧 family.png", "emoji sequence"),
+    ("v1.2.3.tar.gz", "dots inside"),
+    ("console.txt", "not a device name"),
+];
+
+/// Names the rules change so that they are valid, and distinct, on Linux, macOS
+/// and Windows: (index name, saved name, contents).
+const PORTABLE_NAMES: [(&str, &str, &str); 19] = [
+    ("CON", "_CON", "device"),
+    ("aux.txt", "_aux.txt", "device with an extension"),
+    ("Com1.tar.gz", "_Com1.tar.gz", "device in mixed case"),
+    ("nul .txt", "_nul .txt", "device with a space"),
+    (
+        "LPT\u{b9}.jpg",
+        "_LPT\u{b9}.jpg",
+        "device with a superscript digit",
+    ),
+    ("COM10.txt", "COM10.txt", "not a device name"),
+    ("a:b", "a_b", "colon"),
+    ("<>:\"|?*.txt", "_______.txt", "forbidden characters"),
+    ("trailing dots...", "trailing dots", "trailing dots"),
+    ("report.pdf  ", "report.pdf", "trailing spaces"),
+    ("\u{202E}gpj.exe", "_gpj.exe", "right-to-left override"),
+    ("tab\there.txt", "tab_here.txt", "tab"),
+    ("A.jpg", "A.jpg", "upper case"),
+    ("a.jpg", "a (2).jpg", "lower case"),
+    ("\u{3c2}.txt", "\u{3c2}.txt", "final sigma"),
+    ("\u{3a3}.txt", "\u{3a3} (2).txt", "capital sigma"),
+    ("Cafe\u{301}.txt", "Caf\u{e9}.txt", "NFD"),
+    ("caf\u{e9}.txt", "caf\u{e9} (2).txt", "NFC, lower case"),
+    (LONG_NAME, LONG_NAME_SAVED, "long name"),
+];
+
+/// 142 bytes; saved as its first 96 bytes and the extension, 100 in all.
+const LONG_NAME: &str = "a name that goes on and on and on and on and on and on and on and on and on and on and on and on and on and on and on and on and on and on.pdf";
+const LONG_NAME_SAVED: &str = "a name that goes on and on and on and on and on and on and on and on and on and on and on and on.pdf";
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Result<()> {
@@ -319,6 +364,52 @@ impl Generator {
         Ok(p)
     }
 
+    /// Seals `message` and files named by hand (index name, name `sxf open` must
+    /// save it under, contents) as alice to bob, with the key and MAC of `basic`.
+    fn names_vector(
+        &self,
+        basic: &Parts,
+        name: &'static str,
+        message: &str,
+        comment: &'static str,
+        files: &[(&str, &str, &str)],
+    ) -> Result<Vector> {
+        let mut rng = rng_for(name);
+        let plan = PayloadPlan {
+            message: message.into(),
+            files: files
+                .iter()
+                .map(|(index_name, _, contents)| PlannedFile {
+                    entry: FileEntry {
+                        name: (*index_name).into(),
+                        media_type: "application/octet-stream".into(),
+                        kind: FileKind::Attachment,
+                        length: contents.len() as u64,
+                    },
+                    source: Source::Memory(contents.as_bytes().to_vec()),
+                })
+                .collect(),
+        };
+        let mut plain = Vec::new();
+        plan.into_reader().read_to_end(&mut plain)?;
+        let p = self.reseal_payload(basic, &plain, &mut rng)?;
+        Ok(Vector {
+            name,
+            expect: "success",
+            from: ALICE_PUB,
+            key: BOB_KEY,
+            comment,
+            archive: p.join()?,
+            outputs: Some(Outputs {
+                message: message.as_bytes().to_vec(),
+                files: files
+                    .iter()
+                    .map(|(_, saved, contents)| (saved.to_string(), contents.as_bytes().to_vec()))
+                    .collect(),
+            }),
+        })
+    }
+
     fn all(&self) -> Result<Vec<Vector>> {
         let mut v = Vec::new();
         let vector = |name, expect, from, key, comment, archive| Vector {
@@ -365,61 +456,41 @@ impl Generator {
             )
         });
         let bp = Parts::split(&basic)?;
-        {
-            let mut rng = rng_for("hostile-names");
-            let file = |name: &str, bytes: &[u8]| PlannedFile {
-                entry: FileEntry {
-                    name: name.into(),
-                    media_type: "application/octet-stream".into(),
-                    kind: FileKind::Attachment,
-                    length: bytes.len() as u64,
-                },
-                source: Source::Memory(bytes.to_vec()),
-            };
-            let plan = PayloadPlan {
-                message: "names chosen by a hostile sender\n".into(),
-                files: vec![
-                    file("../../.bashrc", b"one"),
-                    file("C:\\Windows\\evil.dll", b"two"),
-                    file("message.txt", b"three"),
-                    file("..", b"four"),
-                    file("-rf", b"five"),
-                    file("Notes.TXT", b"six"),
-                    file("notes.txt", b"seven"),
-                ],
-            };
-            let mut plain = Vec::new();
-            plan.into_reader().read_to_end(&mut plain)?;
-            let p = self.reseal_payload(&bp, &plain, &mut rng)?;
-            let outputs = Outputs {
-                message: b"names chosen by a hostile sender\n".to_vec(),
-                files: [
-                    ("bashrc", "one"),
-                    ("evil.dll", "two"),
-                    ("message (2).txt", "three"),
-                    ("file-4", "four"),
-                    ("rf", "five"),
-                    ("Notes.TXT", "six"),
-                    ("notes (2).txt", "seven"),
-                ]
-                .iter()
-                .map(|(n, b)| (n.to_string(), b.as_bytes().to_vec()))
-                .collect(),
-            };
-            v.push(Vector {
-                outputs: Some(outputs),
-                ..vector(
-                    "hostile-names",
-                    "success",
-                    ALICE_PUB,
-                    BOB_KEY,
-                    "the index names ../../.bashrc, C:\\Windows\\evil.dll, message.txt, ..,\n\
-                     -rf, Notes.TXT and notes.txt; the opener reduces them to plain,\n\
-                     unique file names (see FORMAT.md, \"File names\")",
-                    p.join()?,
-                )
-            });
-        }
+        v.push(self.names_vector(
+            &bp,
+            "hostile-names",
+            "names chosen by a hostile sender\n",
+            "the index names ../../.bashrc, C:\\Windows\\evil.dll, message.txt, ..,\n\
+             -rf, Notes.TXT and notes.txt; the opener reduces them to plain,\n\
+             unique file names (see FORMAT.md, \"File names\")",
+            &[
+                ("../../.bashrc", "bashrc", "one"),
+                ("C:\\Windows\\evil.dll", "evil.dll", "two"),
+                ("message.txt", "message (2).txt", "three"),
+                ("..", "file-4", "four"),
+                ("-rf", "rf", "five"),
+                ("Notes.TXT", "Notes.TXT", "six"),
+                ("notes.txt", "notes (2).txt", "seven"),
+            ],
+        )?);
+        v.push(self.names_vector(
+            &bp,
+            "ordinary-names",
+            "ordinary file names arrive as they are\n",
+            "ordinary names, punctuation, non-Latin scripts and an emoji sequence:\n\
+             every one is saved byte for byte (see FORMAT.md, \"File names\")",
+            &ORDINARY_NAMES.map(|(name, contents)| (name, name, contents)),
+        )?);
+        v.push(self.names_vector(
+            &bp,
+            "portable-names",
+            "names that Windows or macOS would refuse or merge\n",
+            "Windows device names, characters Windows forbids, trailing dots and\n\
+             spaces, bidi and control characters, NFD, names equal on a\n\
+             case-insensitive volume, and a long name: each saved as a name that is\n\
+             the same and valid on Linux, macOS and Windows (see FORMAT.md, \"File names\")",
+            &PORTABLE_NAMES,
+        )?);
 
         // ----- not authentic
         v.push(vector(

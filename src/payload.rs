@@ -19,6 +19,7 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
 
 /// The first bytes of every payload.
 pub const MAGIC: &str = "SXF-PAYLOAD/1 ";
@@ -332,41 +333,150 @@ fn is_media_type(s: &str) -> bool {
     s.len() <= MAX_MEDIA_TYPE_LEN && s.split_once('/').is_some_and(|(a, b)| token(a) && token(b))
 }
 
-/// Reduces a name from inside an archive to a plain, safe file name: the last
-/// path component (either slash), only letters, digits, space and `._-+()`,
-/// no leading dot or dash, at most 100 bytes, never empty. `index` numbers the
-/// fallback name `file-N`.
+/// The Unicode version of every character property, case mapping and
+/// normalisation the file name rules use (spec/FORMAT.md, "File names"): Rust's
+/// `char` methods follow the standard library's tables and NFC comes from the
+/// `unicode-normalization` crate; a unit test checks that both are this version.
+pub const NAME_RULES_UNICODE_VERSION: (u8, u8, u8) = (17, 0, 0);
+
+/// The longest name [`safe_file_name`] makes before a Windows device name gets its
+/// `_` and before a ` (N)` is added to make it unique, in UTF-8 bytes.
+pub const MAX_SAFE_NAME_LEN: usize = 100;
+
+/// The longest extension kept whole when a name is shortened, `.` included.
+const MAX_KEPT_EXTENSION_LEN: usize = 16;
+
+/// Characters Windows does not allow in a file name, other than controls and the
+/// path separators (which never reach the character step).
+const WINDOWS_FORBIDDEN: &[char] = &['<', '>', ':', '"', '|', '?', '*'];
+
+/// Names Windows gives to devices, with or without an extension, in any ASCII case.
+const WINDOWS_DEVICE_NAMES: &[&str] = &[
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    "CONIN$",
+    "CONOUT$",
+    "COM0",
+    "COM1",
+    "COM2",
+    "COM3",
+    "COM4",
+    "COM5",
+    "COM6",
+    "COM7",
+    "COM8",
+    "COM9",
+    "COM\u{b9}",
+    "COM\u{b2}",
+    "COM\u{b3}",
+    "LPT0",
+    "LPT1",
+    "LPT2",
+    "LPT3",
+    "LPT4",
+    "LPT5",
+    "LPT6",
+    "LPT7",
+    "LPT8",
+    "LPT9",
+    "LPT\u{b9}",
+    "LPT\u{b2}",
+    "LPT\u{b3}",
+];
+
+/// The characters with the Unicode property `Bidi_Control`: they change how the
+/// rest of a name is displayed (`\u{202E}gpj.exe` shows as `exe.jpg`).
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// Whether the character step replaces `c` with `_`: a control character
+/// (general category `Cc`), a bidi control, or a character Windows forbids.
+fn is_replaced(c: char) -> bool {
+    c.is_control() || is_bidi_control(c) || WINDOWS_FORBIDDEN.contains(&c)
+}
+
+/// Whether Windows would open `name` as a device: the part before its first `.`,
+/// without trailing spaces, is a device name in any ASCII case.
+fn is_windows_device_name(name: &str) -> bool {
+    let base = name.split('.').next().unwrap_or("").trim_end_matches(' ');
+    WINDOWS_DEVICE_NAMES
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(base))
+}
+
+/// Reduces a name from inside an archive to one plain file name that is the same,
+/// and valid, on Linux, macOS and Windows (spec/FORMAT.md, "File names"):
+///
+/// 1. keep what follows the last `/` or `\`;
+/// 2. normalise to NFC;
+/// 3. replace each control character, bidi control and `<>:"|?*` with `_`;
+/// 4. remove leading `.`, `-` and spaces, and trailing spaces and `.`;
+/// 5. shorten to [`MAX_SAFE_NAME_LEN`] bytes, keeping a short extension;
+/// 6. if nothing is left, or only `_`, use `file-N` (N is `index + 1`);
+/// 7. put `_` before a Windows device name (`CON`, `aux.txt`, `COM1.jpg`...).
+///
+/// Every other name, `Q3 report, final & signed [v2].pdf` included, comes out as
+/// it went in (if it was NFC). Making names unique is the caller's step.
 pub fn safe_file_name(name: &str, index: usize) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let mut out: String = last
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || " ._-+()".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
+    let replaced: String = last
+        .nfc()
+        .map(|c| if is_replaced(c) { '_' } else { c })
         .collect();
-    // Strip leading dots, dashes and spaces (no hidden files, no "..", no options).
-    out = out
-        .trim_start_matches(['.', '-', ' '])
-        .trim_end_matches([' ', '.'])
-        .to_owned();
-    while out.len() > 100 {
-        out.pop();
-    }
-    out = out.trim_end_matches([' ', '.']).to_owned();
+    let trimmed = trim_name(replaced.trim_start_matches(['.', '-', ' ']));
+    let mut out = shorten(trimmed, MAX_SAFE_NAME_LEN);
     if out.is_empty() || out.chars().all(|c| c == '_') {
         out = format!("file-{}", index + 1);
+    }
+    if is_windows_device_name(&out) {
+        out.insert(0, '_');
     }
     out
 }
 
-/// Lowercases character by character (unlike `str::to_lowercase`, whose final
-/// sigma depends on context), so equal names compare equal wherever they occur.
+/// Removes trailing spaces and dots, which Windows drops from a name.
+fn trim_name(name: &str) -> &str {
+    name.trim_end_matches([' ', '.'])
+}
+
+/// Shortens `name` (already trimmed at both ends) to at most `max` bytes, on
+/// character boundaries. An extension of at most [`MAX_KEPT_EXTENSION_LEN`] bytes
+/// (from the last `.`, not the first character) is kept and the part before it is
+/// cut; otherwise the name is cut from the end. Trailing spaces and dots left at
+/// the cut are removed.
+fn shorten(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_owned();
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 && name.len() - i <= MAX_KEPT_EXTENSION_LEN => name.split_at(i),
+        _ => (name, ""),
+    };
+    let mut end = max - ext.len();
+    while !stem.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ext}", trim_name(&stem[..end]))
+}
+
+/// The key two output names are compared by: each character mapped on its own
+/// (no context, so a final `Σ` folds like any other) to its full Unicode
+/// uppercase, each of those to its full lowercase, then NFC. Names equal under
+/// this key are one file on a case-insensitive Windows or macOS volume (`A.jpg`
+/// and `a.jpg`, `ς` and `σ`, NFC and NFD `é`); the key also merges a few pairs
+/// those systems keep apart (`ß` and `ss`), which only costs a ` (2)`.
 fn fold_case(name: &str) -> String {
-    name.chars().flat_map(char::to_lowercase).collect()
+    name.chars()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .nfc()
+        .collect()
 }
 
 /// The output names taken so far, compared case-insensitively, with the next
@@ -507,6 +617,193 @@ mod tests {
         assert_eq!(names.claim("AΣ.jpg"), "AΣ.jpg");
         assert_eq!(names.claim("Aσ.jpg"), "Aσ (2).jpg");
         assert_eq!(names.claim("AΣ.jpg"), "AΣ (3).jpg");
+    }
+
+    #[test]
+    fn ordinary_names_survive_byte_for_byte() {
+        for name in [
+            "Q3 report, final & signed [v2].pdf",
+            "Mum's birthday #1!.jpg",
+            "50% off = £10 + €5; {draft} ~ ^ @ $ ` =.txt",
+            "résumé – v2 ✓ (final).pdf",
+            "日本語のファイル.txt",
+            "👨\u{200D}👩\u{200D}👧 family.png",
+            "v1.2.3.tar.gz",
+            "a  b",
+            "x",
+            "console.txt",
+            "COM10.txt",
+            "LPT.jpg",
+            "nul-byte.txt",
+            "CON_notes.txt",
+            "file-1",
+            "end-",
+            "_underscore first.txt",
+            "Makefile",
+        ] {
+            assert_eq!(safe_file_name(name, 0), name, "{name:?}");
+        }
+        // 100 bytes is not cut.
+        let long = format!("{}.pdf", "é".repeat(48));
+        assert_eq!(long.len(), 100);
+        assert_eq!(safe_file_name(&long, 0), long);
+    }
+
+    #[test]
+    fn control_and_bidi_characters_become_underscores() {
+        assert_eq!(safe_file_name("tab\there.txt", 0), "tab_here.txt");
+        assert_eq!(safe_file_name("del\u{7f}\u{85}.txt", 0), "del__.txt");
+        assert_eq!(safe_file_name("\u{202E}gpj.exe", 0), "_gpj.exe");
+        for c in [
+            '\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}',
+            '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ] {
+            assert_eq!(
+                safe_file_name(&format!("a{c}b"), 0),
+                "a_b",
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        // Other format characters stay: the joiner holds emoji sequences together.
+        assert_eq!(safe_file_name("a\u{200D}b", 0), "a\u{200D}b");
+        assert_eq!(safe_file_name("\u{1}\u{2}", 6), "file-7");
+    }
+
+    #[test]
+    fn characters_windows_forbids_become_underscores() {
+        assert_eq!(safe_file_name("a:b", 0), "a_b");
+        assert_eq!(safe_file_name("<>:\"|?*.txt", 0), "_______.txt");
+        assert_eq!(
+            safe_file_name("what? \"really\" <yes>|no*.md", 0),
+            "what_ _really_ _yes__no_.md"
+        );
+        assert_eq!(safe_file_name("C:evil.dll", 0), "C_evil.dll");
+        assert_eq!(safe_file_name("???", 2), "file-3");
+    }
+
+    #[test]
+    fn trailing_dots_and_spaces_are_removed() {
+        assert_eq!(safe_file_name("trailing dots...", 0), "trailing dots");
+        assert_eq!(safe_file_name("report.pdf  ", 0), "report.pdf");
+        assert_eq!(safe_file_name("a . . ", 0), "a");
+        assert_eq!(
+            safe_file_name("  leading spaces.txt", 0),
+            "leading spaces.txt"
+        );
+        assert_eq!(safe_file_name("...", 1), "file-2");
+        assert_eq!(safe_file_name(".", 0), "file-1");
+        assert_eq!(safe_file_name(" . ", 4), "file-5");
+        assert_eq!(safe_file_name("", 0), "file-1");
+    }
+
+    #[test]
+    fn windows_device_names_get_an_underscore_in_front() {
+        for (name, saved) in [
+            ("CON", "_CON"),
+            ("con", "_con"),
+            ("aux.txt", "_aux.txt"),
+            ("Com1.tar.gz", "_Com1.tar.gz"),
+            ("COM0", "_COM0"),
+            ("lpt9.jpg", "_lpt9.jpg"),
+            ("NUL .txt", "_NUL .txt"),
+            ("PRN.", "_PRN"),
+            ("nul   ", "_nul"),
+            ("CONIN$", "_CONIN$"),
+            ("conout$.log", "_conout$.log"),
+            ("COM\u{b9}.jpg", "_COM\u{b9}.jpg"),
+            ("LPT\u{b2}", "_LPT\u{b2}"),
+            ("lpt\u{b3}.txt", "_lpt\u{b3}.txt"),
+            ("dir/AUX", "_AUX"),
+            ("CON:", "CON_"),
+        ] {
+            assert_eq!(safe_file_name(name, 0), saved, "{name:?}");
+        }
+        // A cut that leaves a device name still gets the underscore.
+        let name = format!("CON{}x.pdf", " ".repeat(120));
+        assert_eq!(safe_file_name(&name, 0), "_CON.pdf");
+    }
+
+    #[test]
+    fn names_are_nfc_normalised() {
+        assert_eq!(safe_file_name("Cafe\u{301}.txt", 0), "Caf\u{e9}.txt");
+        assert_eq!(safe_file_name("\u{1100}\u{1161}.txt", 0), "\u{ac00}.txt");
+        // The Angstrom sign's canonical equivalent is Å.
+        assert_eq!(safe_file_name("\u{212B}", 0), "\u{c5}");
+    }
+
+    #[test]
+    fn long_names_are_cut_to_100_bytes_keeping_a_short_extension() {
+        let name = format!("{}.pdf", "x".repeat(200));
+        assert_eq!(safe_file_name(&name, 0), format!("{}.pdf", "x".repeat(96)));
+        // Cut on a character boundary: 'é' is two bytes.
+        let name = format!("a{}.jpeg", "é".repeat(100));
+        let saved = safe_file_name(&name, 0);
+        assert_eq!(saved, format!("a{}.jpeg", "é".repeat(47)));
+        assert_eq!(saved.len(), 100);
+        // Spaces and dots left at the cut go too.
+        let name = format!("{}{}.txt", "y".repeat(90), " .".repeat(20));
+        assert_eq!(safe_file_name(&name, 0), format!("{}.txt", "y".repeat(90)));
+        // A long "extension" is not kept.
+        let name = format!("{}.{}", "z".repeat(80), "w".repeat(40));
+        assert_eq!(
+            safe_file_name(&name, 0),
+            format!("{}.{}", "z".repeat(80), "w".repeat(19))
+        );
+        // 100 UTF-8 bytes are at most 100 UTF-16 units: within Windows' 255 too.
+        let name = "🙂".repeat(60);
+        let saved = safe_file_name(&name, 0);
+        assert_eq!(saved, "🙂".repeat(25));
+        assert!(saved.encode_utf16().count() <= 255);
+    }
+
+    #[test]
+    fn names_equal_on_windows_or_macos_get_distinct_names() {
+        let mut names = NamesInUse::with_reserved(RESERVED_MESSAGE_NAME);
+        let mut saved = |n: &str| names.claim(&safe_file_name(n, 0));
+        assert_eq!(saved("A.jpg"), "A.jpg");
+        assert_eq!(saved("a.jpg"), "a (2).jpg");
+        // Final and medial sigma are one letter to a case-insensitive volume.
+        assert_eq!(saved("ς.txt"), "ς.txt");
+        assert_eq!(saved("σ.txt"), "σ (2).txt");
+        assert_eq!(saved("Σ.txt"), "Σ (3).txt");
+        // NFD and NFC spellings are one name on macOS.
+        assert_eq!(saved("Cafe\u{301}.txt"), "Caf\u{e9}.txt");
+        assert_eq!(saved("caf\u{e9}.txt"), "caf\u{e9} (2).txt");
+        // Names that differ only by what the rules replaced or removed.
+        assert_eq!(saved("a:b"), "a_b");
+        assert_eq!(saved("a?b"), "a_b (2)");
+        assert_eq!(saved("a_b."), "a_b (3)");
+        // Dotless i uppercases to I, as on Windows.
+        assert_eq!(saved("fıle.txt"), "fıle.txt");
+        assert_eq!(saved("FILE.txt"), "FILE (2).txt");
+        assert_eq!(saved("MESSAGE.TXT"), "MESSAGE (2).TXT");
+    }
+
+    #[test]
+    fn name_rules_use_the_unicode_version_the_spec_pins() {
+        // A toolchain or crate update that changes these tables changes which names
+        // are altered: update spec/FORMAT.md, "File names", and the vectors with it.
+        assert_eq!(char::UNICODE_VERSION, NAME_RULES_UNICODE_VERSION);
+        assert_eq!(
+            unicode_normalization::UNICODE_VERSION,
+            NAME_RULES_UNICODE_VERSION
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_saved_name_is_valid_on_linux_macos_and_windows(name in "\\PC{0,80}|[ .:<>a-zA-Z0-9\u{b9}\u{202e}-]{0,12}") {
+            let saved = safe_file_name(&name, 0);
+            proptest::prop_assert!(!saved.is_empty());
+            proptest::prop_assert!(saved.len() <= MAX_SAFE_NAME_LEN + 1, "{saved:?}");
+            proptest::prop_assert!(!saved.starts_with(['.', '-', ' ']), "{saved:?}");
+            proptest::prop_assert!(!saved.ends_with(['.', ' ']), "{saved:?}");
+            proptest::prop_assert!(!saved.chars().any(|c| is_replaced(c) || c == '/' || c == '\\'), "{saved:?}");
+            proptest::prop_assert!(!is_windows_device_name(&saved), "{saved:?}");
+            proptest::prop_assert!(unicode_normalization::is_nfc(&saved), "{saved:?}");
+            proptest::prop_assert_eq!(safe_file_name(&saved, 0), saved.clone());
+        }
     }
 
     #[test]

@@ -45,6 +45,37 @@ fn default_output_directory_is_never_a_hidden_name_from_the_archive() {
 }
 
 #[test]
+fn ordinary_attachment_names_are_opened_exactly_as_they_were_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    fs::create_dir(&inputs).unwrap();
+    let names = [
+        "Q3 report, final & signed [v2].pdf",
+        "Mum's birthday #1!.jpg",
+    ];
+    let mut seal_args = args!["-m", "two ordinary names"];
+    for name in names {
+        let path = inputs.join(name);
+        fs::write(&path, format!("the bytes of {name}")).unwrap();
+        seal_args.extend(args!["--attach", &path]);
+    }
+    let archive = dir.path().join("names.sxf");
+    seal(&archive, &["bob.pub"], "alice.key", seal_args);
+    let out = dir.path().join("opened");
+    run(&mut open_cmd(&archive, "bob.key", Some("alice.pub"), &out)).assert_code(0, "open");
+    let mut expected: std::collections::BTreeSet<String> =
+        names.iter().map(|n| n.to_string()).collect();
+    expected.insert("message.txt".into());
+    assert_eq!(listing(&out), expected);
+    for name in names {
+        assert_eq!(
+            fs::read_to_string(out.join(name)).unwrap(),
+            format!("the bytes of {name}")
+        );
+    }
+}
+
+#[test]
 fn a_message_over_the_readers_limit_is_refused_at_seal_time() {
     let dir = tempfile::tempdir().unwrap();
     let message = dir.path().join("message.txt");

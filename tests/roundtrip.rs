@@ -20,12 +20,20 @@ fn assert_safe_name(name: &str) {
     assert!(!name.is_empty(), "empty name");
     assert!(name.len() <= 110, "long name {name:?}");
     assert!(
-        !name.starts_with('.') && !name.starts_with('-'),
+        !name.starts_with(['.', '-', ' ']),
         "hidden or option-like name {name:?}"
     );
     assert!(
-        name.chars()
-            .all(|c| c.is_alphanumeric() || " ._-+()".contains(c)),
+        !name.ends_with(['.', ' ']),
+        "trailing dot or space in {name:?}"
+    );
+    // FORMAT.md, "File names": no separator, control, bidi control or character
+    // that Windows forbids.
+    assert!(
+        !name.chars().any(|c| c.is_control()
+            || "/\\<>:\"|?*\u{61c}\u{200e}\u{200f}".contains(c)
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)),
         "unexpected character in {name:?}"
     );
     assert!(name != "." && name != "..");
