@@ -7,6 +7,7 @@ use clap::Args;
 
 use sxf::keys::{self, KeyPairPaths};
 
+use super::output;
 use super::shared::PassphraseArgs;
 
 #[derive(Debug, Args)]
@@ -62,5 +63,6 @@ pub(crate) fn run(a: KeygenArgs) -> Result<()> {
         paths.public.display()
     );
     println!("{}", key.fingerprint());
+    output::fingerprint_for_people(key.public(), keys::KeyFormat::Pem);
     Ok(())
 }

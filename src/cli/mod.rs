@@ -12,6 +12,7 @@ mod open;
 mod output;
 mod passphrase;
 mod progress;
+mod pubkey;
 mod seal;
 mod send;
 mod serve;
@@ -53,6 +54,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Print the fingerprint of a public or private key file
     Fingerprint(fingerprint::FingerprintArgs),
+    /// Print the public key of a private key file (SPKI PEM, or an ssh-rsa line)
+    Pubkey(pubkey::PubkeyArgs),
     /// Run a drop-box server that holds sealed archives for their recipients
     Serve(serve::ServeArgs),
     /// Upload a sealed .sxf file to a drop-box server for its recipients
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Fingerprint(a) => fingerprint::run(a),
+        Command::Pubkey(a) => pubkey::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Send(a) => send::run(a),
         Command::Fetch(a) => fetch::run(a),
