@@ -787,7 +787,10 @@ pub fn fingerprint_file(
     path: &Path,
     passphrase: impl FnOnce() -> Result<Option<Zeroizing<String>>, KeyError>,
 ) -> Result<Fingerprint, KeyError> {
-    Ok(public_key_of_file(path, passphrase)?.0.fingerprint().clone())
+    Ok(public_key_of_file(path, passphrase)?
+        .0
+        .fingerprint()
+        .clone())
 }
 
 /// Generates a new RSA key of `bits` bits with e = 65537.
@@ -946,8 +949,14 @@ mod tests {
     #[test]
     fn an_ed25519_line_is_refused_by_name() {
         let err = parse(HEIDI_PUB).unwrap_err();
-        assert!(matches!(err, KeyError::NotRsa { what: ED25519, .. }), "{err:?}");
-        assert!(err.to_string().contains("is an Ed25519 key, and sxf uses RSA keys"));
+        assert!(
+            matches!(err, KeyError::NotRsa { what: ED25519, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("is an Ed25519 key, and sxf uses RSA keys")
+        );
     }
 
     #[test]
@@ -965,7 +974,10 @@ mod tests {
         )
         .to_openssh()
         .unwrap();
-        assert!(matches!(parse(&line), Err(KeyError::BadSize { bits: 1024, .. })));
+        assert!(matches!(
+            parse(&line),
+            Err(KeyError::BadSize { bits: 1024, .. })
+        ));
     }
 
     #[test]

@@ -31,7 +31,10 @@ fn ssh_keygen_fingerprint(path: &Path) -> String {
         .expect("ssh-keygen runs (CI installs openssh-client)");
     assert!(out.status.success(), "ssh-keygen -lf {}", path.display());
     let text = String::from_utf8(out.stdout).unwrap();
-    let fp = text.split_whitespace().nth(1).expect("bits, fingerprint, comment");
+    let fp = text
+        .split_whitespace()
+        .nth(1)
+        .expect("bits, fingerprint, comment");
     assert!(fp.starts_with("SHA256:"), "{text}");
     fp.to_owned()
 }
@@ -63,9 +66,11 @@ fn seal_to_an_ssh_rsa_line_signed_by_an_openssh_key_opens_with_a_passphrase_prot
 
     let out = dir.path().join("opened");
     let pass = passphrase_file(dir.path(), GRACE_PASSPHRASE);
-    let r = run(open_cmd(&archive, "grace_id_rsa", Some("frank_id_rsa.pub"), &out)
-        .arg("--passphrase-file")
-        .arg(&pass));
+    let r = run(
+        open_cmd(&archive, "grace_id_rsa", Some("frank_id_rsa.pub"), &out)
+            .arg("--passphrase-file")
+            .arg(&pass),
+    );
     r.assert_code(0, "open with grace's OpenSSH key");
     assert_eq!(
         fs::read_to_string(out.join("message.txt")).unwrap(),
@@ -179,9 +184,15 @@ fn ed25519_and_ecdsa_keys_are_refused_by_name_without_an_oid() {
         // Where the key is really used: as a recipient, or as the signer.
         let out = dir.path().join("x.sxf");
         commands.push(if is_public {
-            ("seal --to", seal_cmd(&out, &[file], "alice.key", args!["-m", "x"]))
+            (
+                "seal --to",
+                seal_cmd(&out, &[file], "alice.key", args!["-m", "x"]),
+            )
         } else {
-            ("seal --sign", seal_cmd(&out, &["bob.pub"], file, args!["-m", "x"]))
+            (
+                "seal --sign",
+                seal_cmd(&out, &["bob.pub"], file, args!["-m", "x"]),
+            )
         });
         for (what_ran, mut cmd) in commands {
             let label = format!("{what_ran} {file}");

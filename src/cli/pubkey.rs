@@ -11,10 +11,12 @@ use super::passphrase;
 use super::shared::PassphraseArgs;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Prints SubjectPublicKeyInfo PEM, the .pub format sxf keygen writes \
+#[command(
+    after_help = "Prints SubjectPublicKeyInfo PEM, the .pub format sxf keygen writes \
     (or, with --ssh, an ssh-rsa line). A public key file is converted the same way.\n\n\
     Examples:\n  sxf pubkey alice.key > alice.pub\n  sxf pubkey id_rsa > me.pub\n  \
-    sxf pubkey --ssh alice.key >> authorized_keys")]
+    sxf pubkey --ssh alice.key >> authorized_keys"
+)]
 pub(crate) struct PubkeyArgs {
     /// A private key file (.key, or an OpenSSH id_rsa); a public one is converted
     keyfile: PathBuf,
