@@ -2,7 +2,11 @@
 //!
 //! sxf reads the PEM files that openssl writes without conversion (PKCS#8, plain or
 //! passphrase-encrypted, PKCS#1 private keys, SPKI and PKCS#1 public keys) and writes
-//! keys that `openssl pkey` reads. Every key is checked on the way in: at least
+//! keys that `openssl pkey` reads. It also reads the RSA keys people already have for
+//! SSH: `ssh-rsa` public key lines (an `id_rsa.pub` or `authorized_keys` file) and
+//! `OPENSSH PRIVATE KEY` files, passphrase-protected ones included (bcrypt-pbkdf).
+//! Ed25519, ECDSA and other non-RSA keys are refused with a sentence that names
+//! their kind. Every key is checked on the way in: at least
 //! 2048 bits and a public exponent of 65537, so no weak key ever reaches the crypto.
 //! A key's identity everywhere in sxf is its fingerprint, the SHA-256 of its
 //! SubjectPublicKeyInfo DER, written `sha256:<64 lowercase hex digits>`.
@@ -28,6 +32,14 @@ pub const MAX_BITS: usize = 4096;
 pub const PUBLIC_EXPONENT: u64 = 65537;
 /// Key files larger than this are refused before parsing.
 pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+/// Most bcrypt-pbkdf rounds sxf runs for a passphrase-protected OpenSSH private
+/// key. The file chooses the count and every round costs the same, so without a
+/// cap a crafted file (rounds = 2^32 - 1) would keep sxf busy for about a year.
+/// ssh-keygen uses 16 unless told otherwise with `-a`, and guides suggest 64 to
+/// a few hundred; 1000 rounds already take ssh-keygen itself about 8 s of CPU.
+/// The cap admits every key made in practice and bounds the worst case at about
+/// half a minute. A key over it can be re-encrypted with `ssh-keygen -p -a 100`.
+pub const MAX_BCRYPT_ROUNDS: u32 = 4096;
 
 /// Errors about key files. Each message names the file it is about.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +76,21 @@ pub enum KeyError {
     Generate(String),
     #[error("not an acceptable RSA public key: {0}")]
     InvalidPublicKey(String),
+    #[error(
+        "{path} is {what}, and sxf uses RSA keys: make one with `sxf keygen NAME` \
+         (or `ssh-keygen -t rsa -b 3072`)"
+    )]
+    NotRsa { path: PathBuf, what: &'static str },
+    #[error(
+        "{path} holds {count} RSA public keys; sxf needs exactly one: \
+         put the line you mean in a file of its own"
+    )]
+    SeveralKeys { path: PathBuf, count: usize },
+    #[error(
+        "{path} asks for {rounds} bcrypt rounds to turn its passphrase into a key; \
+         sxf accepts 1 to {MAX_BCRYPT_ROUNDS} (lower them with `ssh-keygen -p -a 100 -f KEY`)"
+    )]
+    BadKdfRounds { path: PathBuf, rounds: u32 },
 }
 
 /// `sha256:<hex>` of a public key's SubjectPublicKeyInfo DER.
@@ -82,11 +109,15 @@ impl Fingerprint {
         &self.0
     }
 
-    /// The hex digits in groups of four, for reading aloud and comparing by eye:
-    /// `3441 9608 9488 …`. The `sha256:` form stays the machine form.
+    /// The hex digits in groups of four, for reading aloud or comparing by eye:
+    /// `3441 9608 9488 …` (16 groups). The `sha256:` form stays the machine form.
     pub fn grouped(&self) -> String {
         let hex = hex::encode(self.0);
-        let groups: Vec<&str> = (0..hex.len()).step_by(4).map(|i| &hex[i..i + 4]).collect();
+        let groups: Vec<&str> = hex
+            .as_bytes()
+            .chunks(4)
+            .map(|g| std::str::from_utf8(g).expect("hex digits are ASCII"))
+            .collect();
         groups.join(" ")
     }
 
@@ -177,6 +208,28 @@ impl PublicKeyInfo {
             .to_public_key_pem(LineEnding::LF)
             .expect("encoding a checked public key cannot fail")
     }
+
+    fn to_ssh(&self) -> ssh_key::PublicKey {
+        let rsa = ssh_key::public::RsaPublicKey::try_from(&self.key)
+            .expect("a checked RSA public key has an SSH encoding");
+        ssh_key::PublicKey::new(ssh_key::public::KeyData::Rsa(rsa), "")
+    }
+
+    /// The key as an OpenSSH public key line, `ssh-rsa AAAA…` (no comment).
+    pub fn to_openssh(&self) -> String {
+        self.to_ssh()
+            .to_openssh()
+            .expect("encoding a checked public key cannot fail")
+    }
+
+    /// OpenSSH's own fingerprint of this key, `SHA256:<base64>`, as
+    /// `ssh-keygen -lf` shows it. For humans matching ssh tools only: sxf's
+    /// identity of a key is [`Fingerprint`].
+    pub fn openssh_fingerprint(&self) -> String {
+        self.to_ssh()
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string()
+    }
 }
 
 /// A checked RSA private key. Its secret parts are zeroized on drop by `rsa`,
@@ -253,14 +306,43 @@ fn checked_public(path: &Path, key: PublicKey) -> Result<PublicKeyInfo, KeyError
     PublicKeyInfo::new(key)
 }
 
-/// What a PEM file holds, judged by its label.
+/// What a key file holds, judged by its PEM label or, for OpenSSH public keys,
+/// by its first line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PemKind {
+enum KeyKind {
     Pkcs8Private,
     Pkcs8EncryptedPrivate,
     Pkcs1Private,
+    OpenSshPrivate,
     SpkiPublic,
     Pkcs1Public,
+    /// `ssh-rsa AAAA… comment` lines, as in `id_rsa.pub` or `authorized_keys`.
+    SshPublic,
+}
+
+impl KeyKind {
+    fn is_public(self) -> bool {
+        matches!(
+            self,
+            KeyKind::SpkiPublic | KeyKind::Pkcs1Public | KeyKind::SshPublic
+        )
+    }
+
+    fn format(self) -> KeyFormat {
+        match self {
+            KeyKind::OpenSshPrivate | KeyKind::SshPublic => KeyFormat::OpenSsh,
+            _ => KeyFormat::Pem,
+        }
+    }
+}
+
+/// The two families of key file sxf reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// PEM as openssl and sxf write it: PKCS#8, PKCS#1, SubjectPublicKeyInfo.
+    Pem,
+    /// OpenSSH: `ssh-rsa` public key lines and `OPENSSH PRIVATE KEY` files.
+    OpenSsh,
 }
 
 /// Reads a key file: at most [`MAX_KEY_FILE_BYTES`], into a buffer that is
@@ -293,13 +375,25 @@ fn too_large(path: &Path) -> KeyError {
     }
 }
 
-fn read_pem(path: &Path) -> Result<(Zeroizing<String>, PemKind), KeyError> {
+fn read_key_text(path: &Path) -> Result<(Zeroizing<String>, KeyKind), KeyError> {
     let bytes = read_key_file(path)?;
-    parse_pem(&bytes, path)
+    parse_key_text(&bytes, path)
 }
 
-/// Classifies key text by its PEM label. `origin` names the source in errors.
-fn parse_pem(bytes: &[u8], origin: &Path) -> Result<(Zeroizing<String>, PemKind), KeyError> {
+/// Does this line look like an OpenSSH public key, perhaps after
+/// `authorized_keys` options? A key type (`ssh-rsa`, `ssh-ed25519`,
+/// `ecdsa-sha2-nistp256`, `sk-…`) must appear as one of its words.
+fn looks_like_ssh_public(line: &str) -> bool {
+    line.split_whitespace().any(|word| {
+        ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-"]
+            .iter()
+            .any(|prefix| word.starts_with(prefix))
+    })
+}
+
+/// Classifies key text: a PEM block by its label, otherwise OpenSSH public key
+/// lines. `origin` names the source in errors.
+fn parse_key_text(bytes: &[u8], origin: &Path) -> Result<(Zeroizing<String>, KeyKind), KeyError> {
     let path = origin;
     if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
         return Err(too_large(path));
@@ -312,16 +406,30 @@ fn parse_pem(bytes: &[u8], origin: &Path) -> Result<(Zeroizing<String>, PemKind)
             })?
             .to_owned(),
     );
+    // The first line that says something: authorized_keys files may open with
+    // blank lines and `#` comments.
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    if let Some(line) = first {
+        if !line.starts_with("-----") && looks_like_ssh_public(line) {
+            return Ok((text, KeyKind::SshPublic));
+        }
+    }
     let label = pem::decode_label(text.as_bytes()).map_err(|_| KeyError::Parse {
         path: path.to_owned(),
-        reason: "no PEM block found (expected -----BEGIN ... KEY-----)".into(),
+        reason: "no PEM block found (expected -----BEGIN ... KEY----- or an ssh-rsa line)".into(),
     })?;
     let kind = match label {
-        "PRIVATE KEY" => PemKind::Pkcs8Private,
-        "ENCRYPTED PRIVATE KEY" => PemKind::Pkcs8EncryptedPrivate,
-        "RSA PRIVATE KEY" => PemKind::Pkcs1Private,
-        "PUBLIC KEY" => PemKind::SpkiPublic,
-        "RSA PUBLIC KEY" => PemKind::Pkcs1Public,
+        "PRIVATE KEY" => KeyKind::Pkcs8Private,
+        "ENCRYPTED PRIVATE KEY" => KeyKind::Pkcs8EncryptedPrivate,
+        "RSA PRIVATE KEY" => KeyKind::Pkcs1Private,
+        "OPENSSH PRIVATE KEY" => KeyKind::OpenSshPrivate,
+        "PUBLIC KEY" => KeyKind::SpkiPublic,
+        "RSA PUBLIC KEY" => KeyKind::Pkcs1Public,
+        "EC PRIVATE KEY" | "EC PARAMETERS" => return Err(not_rsa(path, ECDSA)),
+        "DSA PRIVATE KEY" => return Err(not_rsa(path, DSA)),
         other => {
             return Err(KeyError::Parse {
                 path: path.to_owned(),
@@ -329,7 +437,7 @@ fn parse_pem(bytes: &[u8], origin: &Path) -> Result<(Zeroizing<String>, PemKind)
             });
         }
     };
-    if kind == PemKind::Pkcs1Private && text.contains("Proc-Type: 4,ENCRYPTED") {
+    if kind == KeyKind::Pkcs1Private && text.contains("Proc-Type: 4,ENCRYPTED") {
         return Err(KeyError::Parse {
             path: path.to_owned(),
             reason: "legacy OpenSSL-encrypted PKCS#1 keys are not supported; convert it with \
@@ -347,22 +455,178 @@ fn parse_err(path: &Path, e: impl fmt::Display) -> KeyError {
     }
 }
 
-/// Reads a public key file (SPKI or PKCS#1 PEM).
+// The kinds of key sxf names when it refuses one. Never an OID: people know
+// their keys as "Ed25519" or "ECDSA", not as 1.3.101.112.
+const ED25519: &str = "an Ed25519 key";
+const ED448: &str = "an Ed448 key";
+const X25519: &str = "an X25519 key";
+const X448: &str = "an X448 key";
+const ECDSA: &str = "an ECDSA (elliptic-curve) key";
+const DSA: &str = "a DSA key";
+const RSA_PSS: &str = "an RSA-PSS key (openssl's `-algorithm RSA-PSS`, restricted to signing)";
+const DIFFIE_HELLMAN: &str = "a Diffie-Hellman key";
+const SECURITY_KEY_ED25519: &str = "an Ed25519 security-key (FIDO) key";
+const SECURITY_KEY_ECDSA: &str = "an ECDSA security-key (FIDO) key";
+const OTHER_KIND: &str = "a key of a kind other than RSA";
+
+fn not_rsa(path: &Path, what: &'static str) -> KeyError {
+    KeyError::NotRsa {
+        path: path.to_owned(),
+        what,
+    }
+}
+
+/// The rsaEncryption algorithm of PKCS#1, the only one sxf uses.
+const RSA_ENCRYPTION: pkcs8::ObjectIdentifier =
+    pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+/// Refuses a PKCS#8 or SPKI algorithm other than rsaEncryption, naming its kind.
+fn check_rsa_oid(path: &Path, oid: pkcs8::ObjectIdentifier) -> Result<(), KeyError> {
+    if oid == RSA_ENCRYPTION {
+        return Ok(());
+    }
+    let what = match oid.to_string().as_str() {
+        "1.3.101.112" => ED25519,
+        "1.3.101.113" => ED448,
+        "1.3.101.110" => X25519,
+        "1.3.101.111" => X448,
+        "1.2.840.10045.2.1" => ECDSA,
+        "1.2.840.10040.4.1" => DSA,
+        "1.2.840.113549.1.1.10" => RSA_PSS,
+        "1.2.840.10046.2.1" | "1.2.840.113549.1.3.1" => DIFFIE_HELLMAN,
+        _ => OTHER_KIND,
+    };
+    Err(not_rsa(path, what))
+}
+
+/// The kind of a non-RSA OpenSSH key, for the refusal.
+fn ssh_kind(path: &Path, key: &ssh_key::public::KeyData) -> Result<&'static str, KeyError> {
+    use ssh_key::Algorithm;
+    if key.is_certificate() {
+        return Err(parse_err(
+            path,
+            "it is an OpenSSH certificate; give the plain ssh-rsa public key instead",
+        ));
+    }
+    Ok(match key.algorithm() {
+        Algorithm::Ed25519 => ED25519,
+        Algorithm::Ecdsa { .. } => ECDSA,
+        Algorithm::Dsa => DSA,
+        Algorithm::SkEd25519 => SECURITY_KEY_ED25519,
+        Algorithm::SkEcdsaSha2NistP256 => SECURITY_KEY_ECDSA,
+        _ => OTHER_KIND,
+    })
+}
+
+/// The bit length of a positive SSH mpint (the encoding's own length counts
+/// whole bytes, and a leading zero byte).
+fn mpint_bits(m: &ssh_key::Mpint) -> usize {
+    match m.as_positive_bytes().map(|b| {
+        let skip = b.iter().take_while(|&&x| x == 0).count();
+        &b[skip..]
+    }) {
+        Some([first, rest @ ..]) => rest.len() * 8 + (8 - first.leading_zeros() as usize),
+        _ => 0,
+    }
+}
+
+/// Checks an OpenSSH RSA public key's size and exponent before any big-number
+/// work, so an oversized modulus is refused with the usual sentence.
+fn check_ssh_rsa(path: &Path, key: &ssh_key::public::RsaPublicKey) -> Result<(), KeyError> {
+    let bits = mpint_bits(key.n());
+    if !(MIN_BITS..=MAX_BITS).contains(&bits) {
+        return Err(KeyError::BadSize {
+            path: path.to_owned(),
+            bits,
+        });
+    }
+    if key.e().as_positive_bytes() != Some(&[0x01, 0x00, 0x01][..]) {
+        let e = key.e().as_positive_bytes().unwrap_or(&[]);
+        let exponent = if e.len() <= 8 {
+            e.iter()
+                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+                .to_string()
+        } else {
+            format!("0x{}", hex::encode(e))
+        };
+        return Err(KeyError::BadExponent {
+            path: path.to_owned(),
+            exponent,
+        });
+    }
+    Ok(())
+}
+
+/// Reads `ssh-rsa` lines: one key, or an `authorized_keys` file (options before
+/// the key type are allowed). Exactly one RSA key must be there; other kinds of
+/// key beside it are passed over, and a file with no RSA key is refused naming
+/// the kind of its first key.
+fn parse_ssh_public(text: &str, path: &Path) -> Result<PublicKey, KeyError> {
+    let mut rsa = Vec::new();
+    let mut first_other = None;
+    for entry in ssh_key::AuthorizedKeys::new(text) {
+        let entry = entry.map_err(|e| {
+            parse_err(
+                path,
+                format!("a line is not an OpenSSH public key ({e}); expected ssh-rsa AAAA…"),
+            )
+        })?;
+        let data = entry.public_key().key_data();
+        match data.rsa() {
+            Some(key) => rsa.push(key.clone()),
+            None if first_other.is_none() => first_other = Some(ssh_kind(path, data)?),
+            None => {}
+        }
+    }
+    match (rsa.as_slice(), first_other) {
+        ([key], _) => {
+            check_ssh_rsa(path, key)?;
+            PublicKey::try_from(key).map_err(|e| parse_err(path, e))
+        }
+        ([], Some(what)) => Err(not_rsa(path, what)),
+        ([], None) => Err(parse_err(path, "no public key found")),
+        (keys, _) => Err(KeyError::SeveralKeys {
+            path: path.to_owned(),
+            count: keys.len(),
+        }),
+    }
+}
+
+/// Reads a PEM public key (SPKI or PKCS#1).
+fn parse_pem_public(text: &str, kind: KeyKind, path: &Path) -> Result<PublicKey, KeyError> {
+    match kind {
+        KeyKind::SpkiPublic => {
+            let (_, doc) = pkcs8::Document::from_pem(text).map_err(|e| parse_err(path, e))?;
+            let spki = pkcs8::SubjectPublicKeyInfoRef::try_from(doc.as_bytes())
+                .map_err(|e| parse_err(path, e))?;
+            check_rsa_oid(path, spki.algorithm.oid)?;
+            PublicKey::from_public_key_der(doc.as_bytes()).map_err(|e| parse_err(path, e))
+        }
+        KeyKind::Pkcs1Public => PublicKey::from_pkcs1_pem(text).map_err(|e| parse_err(path, e)),
+        _ => unreachable!("only public kinds come here"),
+    }
+}
+
+/// Reads a public key file: SPKI or PKCS#1 PEM, or an OpenSSH `ssh-rsa` line
+/// (`id_rsa.pub`, or an `authorized_keys` file holding one RSA key).
 pub fn load_public_key(path: &Path) -> Result<PublicKeyInfo, KeyError> {
     let bytes = read_key_file(path)?;
     parse_public_key(&bytes, path)
 }
 
 /// Parses public key text that did not come from a file of its own (standard
-/// input, a contacts entry). `origin` names the source in errors.
+/// input, a contacts entry): PEM or OpenSSH, as [`load_public_key`] reads.
+/// `origin` names the source in errors.
 pub fn parse_public_key(bytes: &[u8], origin: &Path) -> Result<PublicKeyInfo, KeyError> {
     let path = origin;
-    let (text, kind) = parse_pem(bytes, path)?;
+    let (text, kind) = parse_key_text(bytes, path)?;
+    public_from_text(&text, kind, path)
+}
+
+fn public_from_text(text: &str, kind: KeyKind, path: &Path) -> Result<PublicKeyInfo, KeyError> {
     let key = match kind {
-        PemKind::SpkiPublic => {
-            PublicKey::from_public_key_pem(&text).map_err(|e| parse_err(path, e))?
-        }
-        PemKind::Pkcs1Public => PublicKey::from_pkcs1_pem(&text).map_err(|e| parse_err(path, e))?,
+        KeyKind::SshPublic => parse_ssh_public(text, path)?,
+        KeyKind::SpkiPublic | KeyKind::Pkcs1Public => parse_pem_public(text, kind, path)?,
         _ => {
             return Err(KeyError::WrongKind {
                 path: path.to_owned(),
@@ -376,34 +640,111 @@ pub fn parse_public_key(bytes: &[u8], origin: &Path) -> Result<PublicKeyInfo, Ke
 
 /// Does this private key file need a passphrase?
 pub fn private_key_is_encrypted(path: &Path) -> Result<bool, KeyError> {
-    Ok(read_pem(path)?.1 == PemKind::Pkcs8EncryptedPrivate)
+    let (text, kind) = read_key_text(path)?;
+    Ok(match kind {
+        KeyKind::Pkcs8EncryptedPrivate => true,
+        KeyKind::OpenSshPrivate => ssh_key::PrivateKey::from_openssh(text.as_bytes())
+            .map_err(|e| openssh_parse_err(path, e))?
+            .is_encrypted(),
+        _ => false,
+    })
 }
 
-/// Reads a private key file (PKCS#8, encrypted PKCS#8 or PKCS#1 PEM). The passphrase
+fn openssh_parse_err(path: &Path, e: ssh_key::Error) -> KeyError {
+    parse_err(path, format!("not a readable OpenSSH private key ({e})"))
+}
+
+/// Refuses a bcrypt-pbkdf round count outside 1..=[`MAX_BCRYPT_ROUNDS`] before
+/// any derivation runs.
+fn check_kdf(path: &Path, kdf: &ssh_key::Kdf) -> Result<(), KeyError> {
+    match kdf {
+        ssh_key::Kdf::Bcrypt { rounds, .. } if !(1..=MAX_BCRYPT_ROUNDS).contains(rounds) => {
+            Err(KeyError::BadKdfRounds {
+                path: path.to_owned(),
+                rounds: *rounds,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads an `OPENSSH PRIVATE KEY`. The public half is in the clear, so a
+/// non-RSA key is refused before any passphrase is asked for.
+fn load_openssh_private(
+    text: &str,
+    path: &Path,
+    passphrase: impl FnOnce() -> Result<Option<Zeroizing<String>>, KeyError>,
+) -> Result<PrivateKey, KeyError> {
+    let key = ssh_key::PrivateKey::from_openssh(text.as_bytes())
+        .map_err(|e| openssh_parse_err(path, e))?;
+    let public = key.public_key().key_data();
+    match public.rsa() {
+        Some(rsa) => check_ssh_rsa(path, rsa)?,
+        None => return Err(not_rsa(path, ssh_kind(path, public)?)),
+    }
+    let key = if key.is_encrypted() {
+        check_kdf(path, key.kdf())?;
+        let pass = passphrase()?.ok_or_else(|| KeyError::NeedPassphrase {
+            path: path.to_owned(),
+        })?;
+        key.decrypt(pass.as_bytes()).map_err(|e| match e {
+            ssh_key::Error::Crypto => KeyError::WrongPassphrase {
+                path: path.to_owned(),
+            },
+            other => parse_err(path, format!("could not decrypt the OpenSSH key ({other})")),
+        })?
+    } else {
+        key
+    };
+    let keypair = key
+        .key_data()
+        .rsa()
+        .ok_or_else(|| parse_err(path, "the private half is not an RSA key"))?;
+    PrivateKey::try_from(keypair).map_err(|e| parse_err(path, e))
+}
+
+/// Reads a private key file: PKCS#8 (plain or encrypted), PKCS#1 PEM, or an
+/// `OPENSSH PRIVATE KEY` (plain or passphrase-protected). The passphrase
 /// callback is called only for an encrypted key.
 pub fn load_private_key(
     path: &Path,
     passphrase: impl FnOnce() -> Result<Option<Zeroizing<String>>, KeyError>,
 ) -> Result<PrivateKeyInfo, KeyError> {
-    let (text, kind) = read_pem(path)?;
+    let (text, kind) = read_key_text(path)?;
+    private_from_text(&text, kind, path, passphrase)
+}
+
+fn private_from_text(
+    text: &str,
+    kind: KeyKind,
+    path: &Path,
+    passphrase: impl FnOnce() -> Result<Option<Zeroizing<String>>, KeyError>,
+) -> Result<PrivateKeyInfo, KeyError> {
     let key = match kind {
-        PemKind::Pkcs8Private => {
-            PrivateKey::from_pkcs8_pem(&text).map_err(|e| parse_err(path, e))?
+        KeyKind::Pkcs8Private => {
+            let (_, doc) = pkcs8::SecretDocument::from_pem(text).map_err(|e| parse_err(path, e))?;
+            pkcs8_rsa(path, doc.as_bytes())?
         }
-        PemKind::Pkcs1Private => {
-            PrivateKey::from_pkcs1_pem(&text).map_err(|e| parse_err(path, e))?
+        KeyKind::Pkcs1Private => {
+            PrivateKey::from_pkcs1_pem(text).map_err(|e| parse_err(path, e))?
         }
-        PemKind::Pkcs8EncryptedPrivate => {
+        KeyKind::Pkcs8EncryptedPrivate => {
+            let (_, doc) = pkcs8::Document::from_pem(text).map_err(|e| parse_err(path, e))?;
+            let encrypted = pkcs8::EncryptedPrivateKeyInfoRef::try_from(doc.as_bytes())
+                .map_err(|e| parse_err(path, e))?;
             let pass = passphrase()?.ok_or_else(|| KeyError::NeedPassphrase {
                 path: path.to_owned(),
             })?;
-            PrivateKey::from_pkcs8_encrypted_pem(&text, pass.as_bytes()).map_err(|_| {
-                KeyError::WrongPassphrase {
-                    path: path.to_owned(),
-                }
-            })?
+            let wrong = || KeyError::WrongPassphrase {
+                path: path.to_owned(),
+            };
+            let der = encrypted.decrypt(pass.as_bytes()).map_err(|_| wrong())?;
+            // Garbage that happens to decrypt to DER is still a wrong passphrase.
+            pkcs8::PrivateKeyInfoRef::try_from(der.as_bytes()).map_err(|_| wrong())?;
+            pkcs8_rsa(path, der.as_bytes())?
         }
-        PemKind::SpkiPublic | PemKind::Pkcs1Public => {
+        KeyKind::OpenSshPrivate => load_openssh_private(text, path, passphrase)?,
+        KeyKind::SpkiPublic | KeyKind::Pkcs1Public | KeyKind::SshPublic => {
             return Err(KeyError::WrongKind {
                 path: path.to_owned(),
                 found: "public key",
@@ -415,19 +756,41 @@ pub fn load_private_key(
     PrivateKeyInfo::new(key)
 }
 
+/// An RSA key from PKCS#8 DER, after checking that its algorithm is RSA.
+fn pkcs8_rsa(path: &Path, der: &[u8]) -> Result<PrivateKey, KeyError> {
+    let info = pkcs8::PrivateKeyInfoRef::try_from(der).map_err(|e| parse_err(path, e))?;
+    check_rsa_oid(path, info.algorithm.oid)?;
+    PrivateKey::from_pkcs8_der(der).map_err(|e| parse_err(path, e))
+}
+
+/// The public key of any key file sxf reads, and the file's format. For a
+/// private key this loads the key itself (asking for a passphrase only if it
+/// is encrypted), so what comes back is the key that will really be used.
+pub fn public_key_of_file(
+    path: &Path,
+    passphrase: impl FnOnce() -> Result<Option<Zeroizing<String>>, KeyError>,
+) -> Result<(PublicKeyInfo, KeyFormat), KeyError> {
+    let (text, kind) = read_key_text(path)?;
+    let public = if kind.is_public() {
+        public_from_text(&text, kind, path)?
+    } else {
+        private_from_text(&text, kind, path, passphrase)?
+            .public()
+            .clone()
+    };
+    Ok((public, kind.format()))
+}
+
 /// Fingerprint of a key file, public or private. A passphrase is asked for only
 /// when the file is an encrypted private key.
 pub fn fingerprint_file(
     path: &Path,
     passphrase: impl FnOnce() -> Result<Option<Zeroizing<String>>, KeyError>,
 ) -> Result<Fingerprint, KeyError> {
-    let (_, kind) = read_pem(path)?;
-    match kind {
-        PemKind::SpkiPublic | PemKind::Pkcs1Public => {
-            Ok(load_public_key(path)?.fingerprint().clone())
-        }
-        _ => Ok(load_private_key(path, passphrase)?.fingerprint().clone()),
-    }
+    Ok(public_key_of_file(path, passphrase)?
+        .0
+        .fingerprint()
+        .clone())
 }
 
 /// Generates a new RSA key of `bits` bits with e = 65537.
@@ -526,5 +889,130 @@ mod tests {
         assert_eq!(Fingerprint::parse(&text.to_uppercase()), None);
         assert_eq!(Fingerprint::parse(&text.replace("sha256:", "sha1:")), None);
         assert_eq!(Fingerprint::parse(&text[..text.len() - 1]), None);
+    }
+    #[test]
+    fn grouped_fingerprint_is_sixteen_groups_of_four_hex_digits() {
+        let mut bytes = [0u8; 32];
+        bytes[..6].copy_from_slice(&[0x34, 0x41, 0x96, 0x08, 0x94, 0x88]);
+        let grouped = Fingerprint(bytes).grouped();
+        assert!(grouped.starts_with("3441 9608 9488 0000 "), "{grouped}");
+        assert_eq!(grouped.len(), 64 + 15);
+
+        let fp = Fingerprint::of_spki_der(b"x");
+        let grouped = fp.grouped();
+        let groups: Vec<&str> = grouped.split(' ').collect();
+        assert_eq!(groups.len(), 16);
+        assert!(groups.iter().all(|g| g.len() == 4));
+        // The same digits as the machine form, in the same order.
+        assert_eq!(format!("sha256:{}", groups.concat()), fp.to_string());
+    }
+
+    const FRANK_PUB: &str = include_str!("../tests/keys/frank_id_rsa.pub");
+    const GRACE_PUB: &str = include_str!("../tests/keys/grace_id_rsa.pub");
+    const HEIDI_PUB: &str = include_str!("../tests/keys/heidi_id_ed25519.pub");
+
+    fn parse(text: &str) -> Result<PublicKeyInfo, KeyError> {
+        parse_public_key(text.as_bytes(), Path::new("test input"))
+    }
+
+    #[test]
+    fn an_ssh_rsa_line_and_its_spki_pem_have_one_fingerprint() {
+        let spki = include_str!("../tests/keys/frank_id_rsa.spki.pub");
+        let from_ssh = parse(FRANK_PUB).unwrap();
+        assert_eq!(from_ssh.fingerprint(), parse(spki).unwrap().fingerprint());
+        assert_eq!(from_ssh.to_pem(), spki);
+        assert_eq!(
+            from_ssh.to_openssh(),
+            FRANK_PUB.trim_end().trim_end_matches(" frank@example")
+        );
+    }
+
+    #[test]
+    fn authorized_keys_with_options_comments_and_one_rsa_key_is_read() {
+        let file = format!(
+            "# my keys\n\n{}from=\"10.0.0.1\",no-pty {}",
+            HEIDI_PUB, FRANK_PUB
+        );
+        let key = parse(&file).unwrap();
+        assert_eq!(key.fingerprint(), parse(FRANK_PUB).unwrap().fingerprint());
+    }
+
+    #[test]
+    fn authorized_keys_with_two_rsa_keys_is_refused_as_ambiguous() {
+        let file = format!("{FRANK_PUB}{GRACE_PUB}");
+        match parse(&file) {
+            Err(KeyError::SeveralKeys { count: 2, .. }) => {}
+            other => panic!("expected SeveralKeys, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_ed25519_line_is_refused_by_name() {
+        let err = parse(HEIDI_PUB).unwrap_err();
+        assert!(
+            matches!(err, KeyError::NotRsa { what: ED25519, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("is an Ed25519 key, and sxf uses RSA keys")
+        );
+    }
+
+    #[test]
+    fn a_weak_ssh_rsa_key_is_refused_by_its_size_before_conversion() {
+        // A 1024-bit ssh-rsa line made from the weak1024 fixture's modulus.
+        let weak = parse_pem_public(
+            include_str!("../tests/keys/weak1024.pub"),
+            KeyKind::SpkiPublic,
+            Path::new("weak"),
+        )
+        .unwrap();
+        let line = ssh_key::PublicKey::new(
+            ssh_key::public::KeyData::Rsa(ssh_key::public::RsaPublicKey::try_from(&weak).unwrap()),
+            "",
+        )
+        .to_openssh()
+        .unwrap();
+        assert!(matches!(
+            parse(&line),
+            Err(KeyError::BadSize { bits: 1024, .. })
+        ));
+    }
+
+    #[test]
+    fn mpint_bit_length_counts_bits_not_bytes() {
+        let m = |b: &[u8]| ssh_key::Mpint::from_positive_bytes(b);
+        assert_eq!(mpint_bits(&m(&[0x01, 0x00, 0x01])), 17);
+        assert_eq!(mpint_bits(&m(&[0x80, 0x00])), 16);
+        assert_eq!(mpint_bits(&m(&[0x00, 0x7f])), 7);
+        assert_eq!(mpint_bits(&m(&[])), 0);
+    }
+
+    #[test]
+    fn bcrypt_rounds_outside_the_cap_are_refused_before_deriving() {
+        let kdf = |rounds| ssh_key::Kdf::Bcrypt {
+            salt: vec![0; 16],
+            rounds,
+        };
+        let path = Path::new("k");
+        for ok in [1, 16, 100, MAX_BCRYPT_ROUNDS] {
+            assert!(check_kdf(path, &kdf(ok)).is_ok(), "{ok} rounds");
+        }
+        for bad in [0, MAX_BCRYPT_ROUNDS + 1, u32::MAX] {
+            assert!(
+                matches!(check_kdf(path, &kdf(bad)), Err(KeyError::BadKdfRounds { rounds, .. }) if rounds == bad),
+                "{bad} rounds"
+            );
+        }
+    }
+
+    #[test]
+    fn text_that_is_neither_pem_nor_ssh_keeps_the_pem_error() {
+        let err = parse("hello world\n").unwrap_err();
+        assert!(err.to_string().contains("no PEM block found"), "{err}");
+        assert!(looks_like_ssh_public("command=\"x y\" ssh-rsa AAAA c"));
+        assert!(looks_like_ssh_public("ecdsa-sha2-nistp256 AAAA"));
+        assert!(!looks_like_ssh_public("-----BEGIN PUBLIC KEY-----"));
     }
 }

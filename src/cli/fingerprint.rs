@@ -7,12 +7,13 @@ use clap::Args;
 
 use sxf::keys;
 
+use super::output;
 use super::passphrase;
 use super::shared::PassphraseArgs;
 
 #[derive(Debug, Args)]
 pub(crate) struct FingerprintArgs {
-    /// A public (.pub) or private (.key) key file
+    /// A public (.pub, ssh-rsa line) or private (.key, OpenSSH) key file
     keyfile: PathBuf,
     #[command(flatten)]
     passphrase: PassphraseArgs,
@@ -20,8 +21,9 @@ pub(crate) struct FingerprintArgs {
 
 pub(crate) fn run(a: FingerprintArgs) -> Result<()> {
     let source = a.passphrase.source();
-    let fp = keys::fingerprint_file(&a.keyfile, || source.for_key(&a.keyfile))
+    let (key, format) = keys::public_key_of_file(&a.keyfile, || source.for_key(&a.keyfile))
         .map_err(passphrase::explain)?;
-    println!("{fp}");
+    println!("{}", key.fingerprint());
+    output::fingerprint_for_people(&key, format);
     Ok(())
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use sxf::contacts::ConfigDir;
 use sxf::keys::{self, KeyPairPaths};
 
-use super::output::shown_path;
+use super::output::{self, shown_path};
 use super::shared::PassphraseArgs;
 
 #[derive(Debug, Args)]
@@ -94,7 +94,7 @@ pub(crate) fn run(a: KeygenArgs) -> Result<()> {
             shown_path(&paths.public)
         );
     }
-    eprintln!("  read aloud: {}", key.fingerprint().grouped());
     println!("{}", key.fingerprint());
+    output::fingerprint_for_people(key.public(), keys::KeyFormat::Pem);
     Ok(())
 }

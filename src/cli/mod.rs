@@ -14,6 +14,7 @@ mod open;
 mod output;
 mod passphrase;
 mod progress;
+mod pubkey;
 mod seal;
 mod send;
 mod serve;
@@ -59,6 +60,8 @@ enum Command {
     Identity(identity::IdentityArgs),
     /// Print the fingerprint of a public or private key file
     Fingerprint(fingerprint::FingerprintArgs),
+    /// Print the public key of a private key file (SPKI PEM, or an ssh-rsa line)
+    Pubkey(pubkey::PubkeyArgs),
     /// Run a drop-box server that holds sealed archives for their recipients
     Serve(serve::ServeArgs),
     /// Upload a sealed .sxf file to a drop-box server for its recipients
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Fingerprint(a) => fingerprint::run(a),
         Command::Contacts(a) => contacts::run(a),
         Command::Identity(a) => identity::run(a),
+        Command::Pubkey(a) => pubkey::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Send(a) => send::run(a),
         Command::Fetch(a) => fetch::run(a),

@@ -64,6 +64,19 @@ pub(crate) fn human_bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
+/// The fingerprint as people compare it, on stderr (stdout keeps the machine
+/// `sha256:` form alone): grouped for reading aloud and, for a key that came from
+/// an OpenSSH file, OpenSSH's own fingerprint, to match `ssh-keygen -lf`.
+pub(crate) fn fingerprint_for_people(key: &keys::PublicKeyInfo, format: keys::KeyFormat) {
+    eprintln!("read aloud: {}", key.fingerprint().grouped());
+    if format == keys::KeyFormat::OpenSsh {
+        eprintln!(
+            "OpenSSH fingerprint (as ssh-keygen -lf shows it): {}",
+            key.openssh_fingerprint()
+        );
+    }
+}
+
 pub(crate) fn warn_any_sender(fp: &keys::Fingerprint) {
     eprintln!(
         "WARNING: --any-sender: the archive verifies against the key it carries itself, \
