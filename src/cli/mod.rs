@@ -32,7 +32,8 @@ pub(crate) use output::describe;
         seal encrypts to the recipients' RSA keys and signs with yours; open proves who \
         sealed the file and that no byte changed before it decrypts anything.\n\n\
         Exit codes: 0 success; 1 the archive is not authentic, is malformed, or cannot be \
-        opened with the given keys; 2 usage, I/O and every other error."
+        opened with the given keys; 2 usage, I/O and every other error; 130 stopped by \
+        Ctrl-C (nothing was written)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -81,10 +82,12 @@ fn library_error(err: &anyhow::Error) -> Option<&sxf::Error> {
     err.chain().find_map(|e| e.downcast_ref::<sxf::Error>())
 }
 
-/// 1 for a rejected archive, 2 for everything else.
+/// 1 for a rejected archive, 130 for a stop asked with Ctrl-C (as a shell
+/// reports SIGINT), 2 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     match library_error(err) {
         Some(e) if e.is_rejection() => 1,
+        Some(sxf::Error::Interrupted) => 130,
         _ => 2,
     }
 }
