@@ -1115,3 +1115,19 @@ fn seal_summary_escapes_local_file_names() {
     assert!(line.contains("evil") && line.contains(".txt: "), "{line}");
     assert!(!r.stderr.contains('\x1b') && !r.stderr.contains('\u{202E}'));
 }
+
+#[test]
+fn verify_any_sender_says_on_stdout_that_the_sender_is_not_verified() {
+    let dir = tempdir().unwrap();
+    let archive = seal_standard(dir.path());
+    let r = run(sxf().arg("verify").arg(&archive).arg("--any-sender"));
+    r.assert_code(0, "verify --any-sender");
+    assert!(r.stdout.contains("NOT verified"), "{}", r.stdout);
+    assert!(r.stdout.contains("signature"), "{}", r.stdout);
+    assert!(r.stdout.contains(&fingerprint("alice.pub")), "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("authentic"),
+        "an unknown sender is never called authentic: {}",
+        r.stdout
+    );
+}
