@@ -110,6 +110,17 @@ fn authenticate(
     Ok((manifest, keys_bin))
 }
 
+/// The container, with a plain word for a directory given as an archive.
+fn open_container(archive: &Path) -> Result<ContainerReader, Error> {
+    if archive.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is a directory, not an .sxf archive",
+            archive.display()
+        )));
+    }
+    Ok(ContainerReader::open(archive)?)
+}
+
 /// Explains a bad signature: a clear "wrong sender" when the (unverified) manifest
 /// names someone else, otherwise a plain failure.
 fn signature_failure(manifest_bytes: &[u8], expected: &PublicKeyInfo) -> Error {
@@ -155,7 +166,7 @@ pub fn verify(
     sender: ExpectedSender<'_>,
     progress: &mut dyn Progress,
 ) -> Result<Verified, Error> {
-    let mut container = ContainerReader::open(archive)?;
+    let mut container = open_container(archive)?;
     let (manifest, _) = authenticate(&mut container, sender)?;
     check_payload(&mut container, &manifest, None, progress)?;
     Ok(Verified {
@@ -177,7 +188,7 @@ pub fn open(
         return Err(Error::already_exists(out_dir));
     }
     // 1. Container rules.
-    let mut container = ContainerReader::open(archive)?;
+    let mut container = open_container(archive)?;
     // 2–5. Signature, manifest rules, sender, keys.bin digest.
     let (manifest, keys_bin) = authenticate(&mut container, sender)?;
     // 6. Find our wrapped key and unwrap it. Not being a recipient and a failed
@@ -272,7 +283,7 @@ pub fn open(
 
 /// Reads the manifest without checking the signature, for `inspect`.
 pub fn inspect(archive: &Path) -> Result<(CheckedManifest, u64), Error> {
-    let mut container = ContainerReader::open(archive)?;
+    let mut container = open_container(archive)?;
     let manifest = Manifest::parse(&container.read_manifest()?)?;
     Ok((manifest, file_len(archive)?))
 }

@@ -1131,3 +1131,22 @@ fn verify_any_sender_says_on_stdout_that_the_sender_is_not_verified() {
         r.stdout
     );
 }
+
+#[test]
+fn a_directory_given_as_an_archive_is_called_a_directory() {
+    let dir = tempdir().unwrap();
+    let folder = dir.path().join("letters");
+    fs::create_dir(&folder).unwrap();
+    let out = dir.path().join("out");
+    let runs = [
+        run(&mut open_cmd(&folder, "bob.key", Some("alice.pub"), &out)),
+        run(sxf().arg("verify").arg(&folder).arg("--any-sender")),
+        run(sxf().arg("inspect").arg(&folder)),
+    ];
+    for r in &runs {
+        r.assert_code(2, "a directory as the archive")
+            .assert_stderr_contains("is a directory, not an .sxf archive", "a directory");
+        assert_eq!(r.stderr.matches("letters").count(), 1, "{}", r.stderr);
+    }
+    assert_not_created(&out);
+}
