@@ -1150,3 +1150,57 @@ fn a_directory_given_as_an_archive_is_called_a_directory() {
     }
     assert_not_created(&out);
 }
+
+#[test]
+fn passphrase_file_errors_name_the_passphrase_file() {
+    let dir = tempdir().unwrap();
+    let out = dir.path().join("never.sxf");
+    let absent = dir.path().join("no-such-pass");
+    let r = run(seal_cmd(&out, &["bob.pub"], "carol.key", args!["-m", "hi"])
+        .arg("--passphrase-file")
+        .arg(&absent));
+    r.assert_code(2, "a missing passphrase file")
+        .assert_stderr_contains("passphrase file", "names what it is")
+        .assert_stderr_contains("no-such-pass", "names the file");
+    assert!(!r.stderr.contains("key file"), "{}", r.stderr);
+    let binary = dir.path().join("binary-pass");
+    fs::write(&binary, b"\xff\xfe\n").unwrap();
+    let r = run(sxf()
+        .arg("fingerprint")
+        .arg(key("carol.key"))
+        .arg("--passphrase-file")
+        .arg(&binary));
+    r.assert_code(2, "a passphrase file that is not text")
+        .assert_stderr_contains("binary-pass", "names the file")
+        .assert_stderr_contains("UTF-8", "says why");
+    assert!(!r.stderr.contains("key file"), "{}", r.stderr);
+    assert_not_created(&out);
+}
+
+#[test]
+fn passphrase_file_dash_reads_the_passphrase_from_standard_input() {
+    let dir = tempdir().unwrap();
+    let archive = dir.path().join("from-carol.sxf");
+    let r = run(
+        seal_cmd(&archive, &["bob.pub"], "carol.key", args!["-m", "hi"])
+            .args(["--passphrase-file", "-"])
+            .write_stdin(format!("{CAROL_PASSPHRASE}\n")),
+    );
+    r.assert_code(0, "seal with the passphrase on standard input");
+    let out = dir.path().join("opened");
+    let r = run(&mut open_cmd(&archive, "bob.key", Some("carol.pub"), &out));
+    r.assert_code(0, "open");
+    // Both from standard input cannot work; say so rather than guess.
+    let never = dir.path().join("never.sxf");
+    run(seal_cmd(
+        &never,
+        &["bob.pub"],
+        "carol.key",
+        args!["--message-file", "-"],
+    )
+    .args(["--passphrase-file", "-"])
+    .write_stdin(format!("{CAROL_PASSPHRASE}\nhello\n")))
+    .assert_code(2, "two readers of standard input")
+    .assert_stderr_contains("standard input", "says why");
+    assert_not_created(&never);
+}

@@ -7,7 +7,6 @@ use clap::Args;
 
 use sxf::keys;
 
-use super::passphrase;
 use super::shared::PassphraseArgs;
 
 #[derive(Debug, Args)]
@@ -19,9 +18,10 @@ pub(crate) struct FingerprintArgs {
 }
 
 pub(crate) fn run(a: FingerprintArgs) -> Result<()> {
-    let source = a.passphrase.source();
-    let fp = keys::fingerprint_file(&a.keyfile, || source.for_key(&a.keyfile))
-        .map_err(passphrase::explain)?;
+    let fp = a
+        .passphrase
+        .source()
+        .with_passphrase(&a.keyfile, |ask| keys::fingerprint_file(&a.keyfile, ask))?;
     println!("{fp}");
     Ok(())
 }

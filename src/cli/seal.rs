@@ -119,6 +119,10 @@ fn read_message(a: &SealArgs) -> Result<String> {
 }
 
 pub(crate) fn run(a: SealArgs) -> Result<()> {
+    let passphrase = a.passphrase.source();
+    if passphrase.reads_stdin() && a.message_file.as_deref() == Some(std::path::Path::new("-")) {
+        bail!("--passphrase-file - and --message-file - cannot both read standard input");
+    }
     let message = read_message(&a)?;
     if message.is_empty() && a.images.is_empty() && a.attachments.is_empty() {
         bail!("nothing to seal: give a message (-m, --message-file), an --image or an --attach");
@@ -127,7 +131,7 @@ pub(crate) fn run(a: SealArgs) -> Result<()> {
         a.to.iter()
             .map(|p| load_public(p))
             .collect::<Result<Vec<_>>>()?;
-    let sender = a.passphrase.source().load_private_key(&a.sign)?;
+    let sender = passphrase.load_private_key(&a.sign)?;
     let request = sxf::seal::SealRequest {
         sender: &sender,
         recipients: &recipients,
