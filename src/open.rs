@@ -121,6 +121,15 @@ fn open_container(archive: &Path) -> Result<ContainerReader, Error> {
     Ok(ContainerReader::open(archive)?)
 }
 
+/// The cheap checks only (container rules, signature, manifest rules, sender and
+/// the `keys.bin` digest), so that a caller can refuse a bad archive or the wrong
+/// sender before it asks for a private key's passphrase. [`open`] and [`verify`]
+/// make these checks again themselves, in their full order.
+pub fn check_archive(archive: &Path, sender: ExpectedSender<'_>) -> Result<CheckedManifest, Error> {
+    let mut container = open_container(archive)?;
+    Ok(authenticate(&mut container, sender)?.0)
+}
+
 /// Explains a bad signature: a clear "wrong sender" when the (unverified) manifest
 /// names someone else, otherwise a plain failure.
 fn signature_failure(manifest_bytes: &[u8], expected: &PublicKeyInfo) -> Error {

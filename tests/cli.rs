@@ -1140,6 +1140,13 @@ fn a_directory_given_as_an_archive_is_called_a_directory() {
     let out = dir.path().join("out");
     let runs = [
         run(&mut open_cmd(&folder, "bob.key", Some("alice.pub"), &out)),
+        run(sxf()
+            .arg("open")
+            .arg(&folder)
+            .arg("--key")
+            .arg(key("bob.key"))
+            .arg("--from")
+            .arg(key("alice.pub"))),
         run(sxf().arg("verify").arg(&folder).arg("--any-sender")),
         run(sxf().arg("inspect").arg(&folder)),
     ];
@@ -1203,4 +1210,42 @@ fn passphrase_file_dash_reads_the_passphrase_from_standard_input() {
     .assert_code(2, "two readers of standard input")
     .assert_stderr_contains("standard input", "says why");
     assert_not_created(&never);
+}
+
+/// carol.key is encrypted and no passphrase is given: had `open` loaded the key
+/// first, it would fail with "passphrase-protected" (or prompt, on a terminal).
+#[test]
+fn open_checks_the_archive_and_sender_before_asking_for_a_passphrase() {
+    let dir = tempdir().unwrap();
+    let archive = dir.path().join("to-carol.sxf");
+    seal(
+        &archive,
+        &["carol.pub"],
+        "alice.key",
+        args!["-m", "hi carol"],
+    );
+    let out = dir.path().join("out");
+    let r = run(&mut open_cmd(&archive, "carol.key", Some("bob.pub"), &out));
+    r.assert_code(1, "open --from the wrong sender")
+        .assert_stderr_contains("not authentic", "the wrong sender");
+    assert!(!r.stderr.contains("passphrase"), "{}", r.stderr);
+    let junk = dir.path().join("junk.sxf");
+    fs::write(&junk, "not an archive\n").unwrap();
+    let r = run(&mut open_cmd(&junk, "carol.key", Some("alice.pub"), &out));
+    r.assert_code(1, "open of junk")
+        .assert_stderr_contains("not a valid sxf archive", "junk");
+    assert!(!r.stderr.contains("passphrase"), "{}", r.stderr);
+    assert_not_created(&out);
+    // A good archive still needs the passphrase, and opens with it.
+    let r = run(&mut open_cmd(
+        &archive,
+        "carol.key",
+        Some("alice.pub"),
+        &out,
+    ));
+    r.assert_code(2, "no passphrase")
+        .assert_stderr_contains("passphrase-protected", "asks for one");
+    let r = run(open_cmd(&archive, "carol.key", Some("alice.pub"), &out)
+        .env("SXF_PASSPHRASE", CAROL_PASSPHRASE));
+    r.assert_code(0, "open with the passphrase");
 }

@@ -45,6 +45,13 @@ fn default_out_dir(file: &Path) -> Result<PathBuf> {
 
 pub(crate) fn run(a: OpenArgs) -> Result<()> {
     let (from, any) = expected_sender(&a.sender)?;
+    // The cheap checks first: a bad archive or the wrong sender never costs a
+    // passphrase prompt. `open` below makes every check again, in order.
+    let sender = match &from {
+        Some(k) => ExpectedSender::Key(k),
+        None => ExpectedSender::Embedded,
+    };
+    sxf::open::check_archive(&a.file, sender).with_context(|| a.file.display().to_string())?;
     let out_dir = match &a.out_dir {
         Some(d) => d.clone(),
         None => default_out_dir(&a.file)?,
