@@ -227,7 +227,12 @@ pub fn open(
         .prefix(".sxf-open-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(parent)
-        .map_err(|e| Error::io(format!("creating a directory in {}", parent.display()), e))?;
+        .map_err(|e| {
+            Error::io(
+                format!("creating a directory in {}", parent.display()),
+                crate::fsutil::without_temp_path(e),
+            )
+        })?;
     let mut sink = DirSink {
         dir: staging.path().to_owned(),
         message: String::new(),

@@ -1249,3 +1249,47 @@ fn open_checks_the_archive_and_sender_before_asking_for_a_passphrase() {
         .env("SXF_PASSPHRASE", CAROL_PASSPHRASE));
     r.assert_code(0, "open with the passphrase");
 }
+
+#[test]
+fn errors_never_show_a_temporary_files_name() {
+    let dir = tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let archive = seal_standard(dir.path());
+    let runs = [
+        // Creating the temporary archive beside -o fails.
+        run(&mut seal_cmd(
+            &missing.join("out.sxf"),
+            &["bob.pub"],
+            "alice.key",
+            args!["-m", "hi"],
+        )),
+        // Creating the staging directory beside -o fails.
+        run(&mut open_cmd(
+            &archive,
+            "bob.key",
+            Some("alice.pub"),
+            &missing.join("out"),
+        )),
+        // procfs refuses new files, even to root.
+        run(sxf().args([
+            "keygen",
+            "zed",
+            "--no-passphrase",
+            "--out-dir",
+            "/proc/self",
+        ])),
+    ];
+    for r in &runs {
+        r.assert_code(2, "an output that cannot be created");
+        assert!(
+            !r.stderr.contains(".sxf-"),
+            "a temporary name: {}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("at path"),
+            "a temporary name: {}",
+            r.stderr
+        );
+    }
+}
