@@ -1293,3 +1293,17 @@ fn errors_never_show_a_temporary_files_name() {
         );
     }
 }
+
+#[test]
+fn keygen_creates_a_missing_out_dir_private_to_its_owner() {
+    let dir = tempdir().unwrap();
+    let out_dir = dir.path().join("new/keys");
+    run(sxf()
+        .args(["keygen", "dave", "--no-passphrase", "--out-dir"])
+        .arg(&out_dir))
+    .assert_code(0, "keygen into a missing directory");
+    assert!(out_dir.join("dave.key").is_file() && out_dir.join("dave.pub").is_file());
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out_dir), 0o700);
+    assert_eq!(mode(&dir.path().join("new")), 0o700);
+}

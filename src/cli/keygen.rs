@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use sxf::keys::{self, KeyPairPaths};
@@ -16,7 +16,7 @@ pub(crate) struct KeygenArgs {
     /// Modulus size
     #[arg(long, default_value_t = 2048, value_parser = parse_bits)]
     bits: usize,
-    /// Directory to write the key files into
+    /// Directory to write the key files into (created, mode 0700, if missing)
     #[arg(long, value_name = "DIR", default_value = ".")]
     out_dir: PathBuf,
     /// Write the private key unencrypted (anyone who reads the file can use it)
@@ -50,6 +50,14 @@ pub(crate) fn run(a: KeygenArgs) -> Result<()> {
     };
     eprintln!("generating a {}-bit RSA key...", a.bits);
     let key = keys::generate(a.bits)?;
+    if !a.out_dir.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&a.out_dir)
+            .with_context(|| format!("creating {}", a.out_dir.display()))?;
+    }
     keys::write_key_pair(&key, &paths, passphrase.as_ref().map(|p| p.as_bytes()))?;
     eprintln!(
         "wrote {} ({}) and {}",
