@@ -1307,3 +1307,25 @@ fn keygen_creates_a_missing_out_dir_private_to_its_owner() {
     assert_eq!(mode(&out_dir), 0o700);
     assert_eq!(mode(&dir.path().join("new")), 0o700);
 }
+
+#[test]
+fn a_server_without_a_port_is_refused_with_an_example() {
+    let dir = tempdir().unwrap();
+    let archive = seal_standard(dir.path());
+    let runs = [
+        run(sxf()
+            .arg("send")
+            .arg(&archive)
+            .args(["--server", "localhost"])),
+        run(sxf()
+            .args(["fetch", "--server", "localhost", "--key"])
+            .arg(key("bob.key"))
+            .arg("--out-dir")
+            .arg(dir.path().join("in"))),
+    ];
+    for r in &runs {
+        r.assert_code(2, "--server localhost")
+            .assert_stderr_contains("give the port too, like localhost:7878", "an example");
+    }
+    assert!(!dir.path().join("in").exists());
+}

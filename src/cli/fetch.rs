@@ -12,14 +12,14 @@ use sxf::dropbox::client::{self, Client, ClientOptions, Fetched};
 use sxf::dropbox::{self as dbx};
 use sxf::keys::{PrivateKeyInfo, PublicKeyInfo};
 
-use super::dropbox::{client_options, parse_server_id, peer_error};
+use super::dropbox::{client_options, parse_server_addr, parse_server_id, peer_error};
 use super::shared::{PassphraseArgs, load_public, parse_size};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("sender").args(["from", "any_sender"])))]
 pub(crate) struct FetchArgs {
     /// The drop-box server
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_server_addr)]
     server: String,
     /// Your private key: it proves which mailbox is yours
     #[arg(long, value_name = "KEY")]

@@ -7,14 +7,14 @@ use clap::Args;
 
 use sxf::dropbox::client::Client;
 
-use super::dropbox::{client_options, parse_server_id, peer_error};
+use super::dropbox::{client_options, parse_server_addr, parse_server_id, peer_error};
 
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
     /// The sealed .sxf file
     file: PathBuf,
     /// The drop-box server
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_server_addr)]
     server: String,
     /// Refuse a server whose id (64 hex digits, `sxf serve` logs it) differs
     #[arg(long, value_name = "HEX", value_parser = parse_server_id)]
