@@ -13,6 +13,7 @@ use sxf::dropbox::{self as dbx};
 use sxf::keys::{PrivateKeyInfo, PublicKeyInfo};
 
 use super::dropbox::{client_options, parse_server_addr, parse_server_id, peer_error};
+use super::output::human_bytes;
 use super::shared::{PassphraseArgs, load_public, parse_size};
 
 #[derive(Debug, Args)]
@@ -82,7 +83,7 @@ impl Opener<'_> {
                 f.path.display()
             );
         } else {
-            eprintln!("saved {} ({} bytes)", f.path.display(), f.len);
+            eprintln!("saved {} ({})", f.path.display(), human_bytes(f.len));
         }
         let from = match self.mode {
             OpenMode::Save => {

@@ -8,6 +8,7 @@ use clap::Args;
 use sxf::dropbox::client::Client;
 
 use super::dropbox::{client_options, parse_server_addr, parse_server_id, peer_error};
+use super::output::human_bytes;
 
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
@@ -29,9 +30,9 @@ pub(crate) fn run(a: SendArgs) -> Result<()> {
         .map_err(peer_error)
         .with_context(|| format!("sending {}", a.file.display()))?;
     eprintln!(
-        "sent {} ({} bytes) to {}: waiting for {} recipient(s)",
+        "sent {} ({}) to {}: waiting for {} recipient(s)",
         a.file.display(),
-        stored.len,
+        human_bytes(stored.len),
         a.server,
         stored.recipients
     );
