@@ -148,3 +148,39 @@ fn keygen_asks_again_when_the_two_passphrases_differ() {
         .arg(&pass))
     .assert_code(0, "the second passphrase opens the key");
 }
+
+#[test]
+fn seal_with_only_attachments_does_not_wait_for_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "attached\n").unwrap();
+    let archive = dir.path().join("files.sxf");
+    let extra = format!("--attach {}", quoted(&file));
+    // No keystrokes at all: it must finish on its own.
+    let screen = on_terminal(&seal_line("alice.key", &extra, &archive), &[]);
+    assert!(!screen.contains("Type the message"), "{screen}");
+    assert!(archive.is_file(), "{screen}");
+}
+
+#[test]
+fn a_typo_in_a_key_or_input_path_is_reported_before_the_message_is_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("typo.sxf");
+    let typo = dir.path().join("alcie.key");
+    for extra in [
+        format!("--to {}", quoted(&typo)),
+        format!("--passphrase-file {}", quoted(&typo)),
+    ] {
+        let (ok, screen) = on_terminal_status(
+            &seal_line("carol.key", &extra, &archive),
+            &[b"a long message I would hate to type twice\n", b"\x04"],
+        );
+        assert!(!ok, "{screen}");
+        assert!(screen.contains("alcie.key"), "{screen}");
+        assert!(
+            !screen.contains("Type the message"),
+            "asked first: {screen}"
+        );
+    }
+    assert!(!archive.exists());
+}
