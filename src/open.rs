@@ -53,7 +53,8 @@ pub struct Opened {
     pub out_dir: PathBuf,
 }
 
-/// The name of the message file in the output directory.
+/// The name of the message file in the output directory; not written when the
+/// message is empty.
 pub const MESSAGE_FILE: &str = payload::RESERVED_MESSAGE_NAME;
 
 /// Steps 1–5 of the spec's opening procedure, shared by `open`, `verify` and the
@@ -327,8 +328,11 @@ impl DirSink {
 
 impl PayloadSink for DirSink {
     fn message(&mut self, text: String) -> Result<(), PayloadError> {
-        let mut f = self.create(MESSAGE_FILE)?;
-        f.write_all(text.as_bytes())?;
+        // No message, no message.txt: an empty file would only look like one.
+        if !text.is_empty() {
+            let mut f = self.create(MESSAGE_FILE)?;
+            f.write_all(text.as_bytes())?;
+        }
         self.message = text;
         Ok(())
     }

@@ -40,6 +40,26 @@ fn assert_still_serving(server: &Server, dir: &std::path::Path, tag: &str) {
 // ---------------------------------------------------------------- round trips
 
 #[test]
+fn fetch_open_of_photos_or_files_alone_writes_no_message_file() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(dir.path(), "files.sxf", &["bob"], "", 20_000);
+    let id = server.send_ok(&msg);
+    let out = dir.path().join("in");
+    let from = key("alice.pub");
+    let o = server.fetch("bob", &out, &["--open", "--from", from.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let opened = out.join(&id);
+    assert!(opened.join("files.sxf.bin").is_file());
+    assert!(!opened.join("message.txt").exists(), "an empty message.txt");
+    assert!(
+        !text(&o.stderr).contains("message.txt"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
 fn send_fetch_and_serve_print_sizes_in_the_progress_bars_units() {
     let dir = tempdir();
     let server = Server::start(&dir.path().join("store"), &[]);

@@ -93,13 +93,24 @@ pub(crate) fn open_and_report(
         opened.manifest.sender.fingerprint(),
         opened.manifest.manifest.created
     );
-    let mut names = vec![sxf::open::MESSAGE_FILE.to_owned()];
+    // No message.txt is written for an empty message.
+    let mut names = Vec::new();
+    if !opened.message.is_empty() {
+        names.push(sxf::open::MESSAGE_FILE.to_owned());
+    }
     names.extend(opened.files.iter().map(|f| f.saved_as.clone()));
-    eprintln!(
-        "wrote {} into {}",
-        names.join(", "),
-        opened.out_dir.display()
-    );
+    if names.is_empty() {
+        eprintln!(
+            "opened into {}: the archive holds no message and no files",
+            opened.out_dir.display()
+        );
+    } else {
+        eprintln!(
+            "wrote {} into {}",
+            names.join(", "),
+            opened.out_dir.display()
+        );
+    }
     if std::io::stdout().is_terminal() {
         print!("{}", terminal_safe(&opened.message));
     } else {
