@@ -1329,3 +1329,20 @@ fn a_server_without_a_port_is_refused_with_an_example() {
     }
     assert!(!dir.path().join("in").exists());
 }
+
+#[test]
+fn seal_summary_escapes_the_archive_name() {
+    let dir = tempdir().unwrap();
+    let out = dir.path().join("evil\x1b[2J\u{202E}.sxf");
+    let r = seal(&out, &["bob.pub"], "alice.key", args!["-m", "hi"]);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("sealed "))
+        .expect("a sealed line");
+    assert!(line.contains("evil"), "{line}");
+    assert!(
+        !r.stderr.contains('\x1b') && !r.stderr.contains('\u{202E}'),
+        "{line}"
+    );
+}

@@ -207,7 +207,7 @@ pub(crate) fn run(a: SealArgs) -> Result<()> {
     }
     eprintln!(
         "sealed {} ({})",
-        a.out.display(),
+        shown_path(&a.out),
         human_bytes(report.archive_len)
     );
     eprintln!("  sender     {}", report.sender);
