@@ -1346,3 +1346,33 @@ fn seal_summary_escapes_the_archive_name() {
         "{line}"
     );
 }
+
+#[test]
+fn completions_and_man_page_are_printed() {
+    let r = run(sxf().args(["completions", "bash"]));
+    r.assert_code(0, "completions bash");
+    assert!(r.stdout.contains("seal"), "{}", r.stdout);
+    assert!(r.stdout.contains("--passphrase-file"), "flags too");
+    for shell in ["zsh", "fish", "powershell"] {
+        let r = run(sxf().args(["completions", shell]));
+        r.assert_code(0, shell);
+        assert!(r.stdout.contains("seal"), "{shell}");
+    }
+    run(sxf().args(["completions", "tcsh"])).assert_code(2, "an unknown shell");
+    let r = run(sxf().arg("man"));
+    r.assert_code(0, "man");
+    assert!(r.stdout.contains(".TH"), "roff: {}", r.stdout);
+    assert!(r.stdout.contains("seal"), "names the commands");
+}
+
+#[test]
+fn man_dir_writes_one_page_per_command() {
+    let dir = tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    run(sxf().arg("man").arg("--dir").arg(&pages)).assert_code(0, "man --dir");
+    for page in ["sxf.1", "sxf-seal.1", "sxf-open.1", "sxf-fetch.1"] {
+        let text = fs::read_to_string(pages.join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+    assert_no_temp_files(&pages);
+}

@@ -3,11 +3,13 @@
 //! turns them into library calls. Printing helpers are in `output.rs`; the
 //! library never prints.
 
+mod completions;
 mod dropbox;
 mod fetch;
 mod fingerprint;
 mod inspect;
 mod keygen;
+mod man;
 mod open;
 mod output;
 mod passphrase;
@@ -60,6 +62,16 @@ enum Command {
     Send(send::SendArgs),
     /// Download (and optionally open) the archives waiting for your key on a drop-box server
     Fetch(fetch::FetchArgs),
+    /// Print a tab-completion script for bash, zsh, fish, elvish or powershell
+    #[command(after_help = "Examples:\n  \
+        sxf completions bash > ~/.local/share/bash-completion/completions/sxf\n  \
+        sxf completions zsh > ~/.zfunc/_sxf")]
+    Completions(completions::CompletionsArgs),
+    /// Print the sxf(1) manual page, or write one page per command into a directory
+    #[command(after_help = "Examples:\n  \
+        sxf man | man -l -\n  \
+        sxf man --dir ~/.local/share/man/man1")]
+    Man(man::ManArgs),
 }
 
 /// Runs one command.
@@ -74,6 +86,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => serve::run(a),
         Command::Send(a) => send::run(a),
         Command::Fetch(a) => fetch::run(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
 }
 
