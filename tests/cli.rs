@@ -1376,3 +1376,33 @@ fn man_dir_writes_one_page_per_command() {
     }
     assert_no_temp_files(&pages);
 }
+
+#[test]
+fn every_subcommands_help_has_an_example() {
+    for cmd in [
+        "keygen",
+        "seal",
+        "open",
+        "verify",
+        "inspect",
+        "fingerprint",
+        "serve",
+        "send",
+        "fetch",
+        "completions",
+        "man",
+    ] {
+        let r = run(sxf().arg(cmd).arg("--help"));
+        r.assert_code(0, cmd);
+        assert!(
+            r.stdout.contains("Example"),
+            "sxf {cmd} --help: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains(&format!("sxf {cmd}")),
+            "sxf {cmd} --help: {}",
+            r.stdout
+        );
+    }
+}

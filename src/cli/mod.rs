@@ -45,22 +45,44 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Generate an RSA key pair: NAME.key (private, mode 0600) and NAME.pub
+    #[command(after_help = "Examples:\n  \
+        sxf keygen alice\n  \
+        sxf keygen bob --out-dir keys --bits 3072")]
     Keygen(keygen::KeygenArgs),
     /// Compress, encrypt and sign a message, photos and files into one .sxf file
+    #[command(after_help = "Examples:\n  \
+        sxf seal --to bob.pub --sign alice.key -m 'see you at noon' --image beach.jpg -o hello.sxf\n  \
+        sxf seal --to bob.pub --sign alice.key --attach report.pdf --fit 10MB -o report.sxf")]
     Seal(seal::SealArgs),
     /// Verify an .sxf file, then decrypt it into a new directory
+    #[command(after_help = "Example:\n  \
+        sxf open hello.sxf --key bob.key --from alice.pub -o hello")]
     Open(open::OpenArgs),
     /// Check the signature and every entry of an .sxf file, without a private key
+    #[command(after_help = "Example:\n  \
+        sxf verify hello.sxf --from alice.pub")]
     Verify(verify::VerifyArgs),
     /// Show what an .sxf file's manifest says (unverified; needs no key)
+    #[command(after_help = "Examples:\n  \
+        sxf inspect hello.sxf\n  \
+        sxf inspect --json hello.sxf")]
     Inspect(inspect::InspectArgs),
     /// Print the fingerprint of a public or private key file
+    #[command(after_help = "Example:\n  \
+        sxf fingerprint alice.pub")]
     Fingerprint(fingerprint::FingerprintArgs),
     /// Run a drop-box server that holds sealed archives for their recipients
+    #[command(after_help = "Example:\n  \
+        sxf serve --listen 127.0.0.1:7878 --store store")]
     Serve(serve::ServeArgs),
     /// Upload a sealed .sxf file to a drop-box server for its recipients
+    #[command(after_help = "Example:\n  \
+        sxf send hello.sxf --server 127.0.0.1:7878")]
     Send(send::SendArgs),
     /// Download (and optionally open) the archives waiting for your key on a drop-box server
+    #[command(after_help = "Examples:\n  \
+        sxf fetch --server 127.0.0.1:7878 --key bob.key --out-dir inbox\n  \
+        sxf fetch --server 127.0.0.1:7878 --key bob.key --out-dir inbox --watch --open --from alice.pub")]
     Fetch(fetch::FetchArgs),
     /// Print a tab-completion script for bash, zsh, fish, elvish or powershell
     #[command(after_help = "Examples:\n  \
