@@ -297,7 +297,7 @@ fn parse_pem(bytes: &[u8], origin: &Path) -> Result<(Zeroizing<String>, PemKind)
         return Err(too_large(path));
     }
     let text = Zeroizing::new(
-        std::str::from_utf8(&bytes)
+        std::str::from_utf8(bytes)
             .map_err(|_| KeyError::Parse {
                 path: path.to_owned(),
                 reason: "not a PEM text file".into(),
