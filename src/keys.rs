@@ -851,7 +851,7 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyErro
     use std::os::unix::fs::PermissionsExt;
     let write_err = |source| KeyError::Write {
         path: path.to_owned(),
-        source,
+        source: crate::fsutil::without_temp_path(source),
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

@@ -1,7 +1,7 @@
 //! The `sxf` command line: arguments in, library calls, one clear sentence and an
 //! exit code out. Exit codes: 0 success; 1 the archive is not authentic, is
 //! malformed, or cannot be opened with the given keys; 2 usage, I/O and every
-//! other error.
+//! other error; 130 stopped by Ctrl-C.
 
 mod cli;
 

@@ -53,7 +53,8 @@ pub struct Opened {
     pub out_dir: PathBuf,
 }
 
-/// The name of the message file in the output directory.
+/// The name of the message file in the output directory; not written when the
+/// message is empty.
 pub const MESSAGE_FILE: &str = payload::RESERVED_MESSAGE_NAME;
 
 /// Steps 1–5 of the spec's opening procedure, shared by `open`, `verify` and the
@@ -110,6 +111,26 @@ fn authenticate(
     Ok((manifest, keys_bin))
 }
 
+/// The container, with a plain word for a directory given as an archive.
+fn open_container(archive: &Path) -> Result<ContainerReader, Error> {
+    if archive.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is a directory, not an .sxf archive",
+            archive.display()
+        )));
+    }
+    Ok(ContainerReader::open(archive)?)
+}
+
+/// The cheap checks only (container rules, signature, manifest rules, sender and
+/// the `keys.bin` digest), so that a caller can refuse a bad archive or the wrong
+/// sender before it asks for a private key's passphrase. [`open`] and [`verify`]
+/// make these checks again themselves, in their full order.
+pub fn check_archive(archive: &Path, sender: ExpectedSender<'_>) -> Result<CheckedManifest, Error> {
+    let mut container = open_container(archive)?;
+    Ok(authenticate(&mut container, sender)?.0)
+}
+
 /// Explains a bad signature: a clear "wrong sender" when the (unverified) manifest
 /// names someone else, otherwise a plain failure.
 fn signature_failure(manifest_bytes: &[u8], expected: &PublicKeyInfo) -> Error {
@@ -155,7 +176,7 @@ pub fn verify(
     sender: ExpectedSender<'_>,
     progress: &mut dyn Progress,
 ) -> Result<Verified, Error> {
-    let mut container = ContainerReader::open(archive)?;
+    let mut container = open_container(archive)?;
     let (manifest, _) = authenticate(&mut container, sender)?;
     check_payload(&mut container, &manifest, None, progress)?;
     Ok(Verified {
@@ -177,7 +198,7 @@ pub fn open(
         return Err(Error::already_exists(out_dir));
     }
     // 1. Container rules.
-    let mut container = ContainerReader::open(archive)?;
+    let mut container = open_container(archive)?;
     // 2–5. Signature, manifest rules, sender, keys.bin digest.
     let (manifest, keys_bin) = authenticate(&mut container, sender)?;
     // 6. Find our wrapped key and unwrap it. Not being a recipient and a failed
@@ -207,7 +228,12 @@ pub fn open(
         .prefix(".sxf-open-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(parent)
-        .map_err(|e| Error::io(format!("creating a directory in {}", parent.display()), e))?;
+        .map_err(|e| {
+            Error::io(
+                format!("creating a directory in {}", parent.display()),
+                crate::fsutil::without_temp_path(e),
+            )
+        })?;
     let mut sink = DirSink {
         dir: staging.path().to_owned(),
         message: String::new(),
@@ -272,7 +298,7 @@ pub fn open(
 
 /// Reads the manifest without checking the signature, for `inspect`.
 pub fn inspect(archive: &Path) -> Result<(CheckedManifest, u64), Error> {
-    let mut container = ContainerReader::open(archive)?;
+    let mut container = open_container(archive)?;
     let manifest = Manifest::parse(&container.read_manifest()?)?;
     Ok((manifest, file_len(archive)?))
 }
@@ -302,8 +328,11 @@ impl DirSink {
 
 impl PayloadSink for DirSink {
     fn message(&mut self, text: String) -> Result<(), PayloadError> {
-        let mut f = self.create(MESSAGE_FILE)?;
-        f.write_all(text.as_bytes())?;
+        // No message, no message.txt: an empty file would only look like one.
+        if !text.is_empty() {
+            let mut f = self.create(MESSAGE_FILE)?;
+            f.write_all(text.as_bytes())?;
+        }
         self.message = text;
         Ok(())
     }

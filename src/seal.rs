@@ -271,7 +271,12 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         .prefix(".sxf-seal-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
+        .map_err(|e| {
+            Error::io(
+                format!("creating a temporary file in {}", dir.display()),
+                crate::fsutil::without_temp_path(e),
+            )
+        })?;
     let write_err = |e| Error::io(format!("writing {}", out.display()), e);
 
     let mut writer =

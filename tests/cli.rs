@@ -1128,3 +1128,294 @@ fn seal_summary_escapes_local_file_names() {
     assert!(line.contains("evil") && line.contains(".txt: "), "{line}");
     assert!(!r.stderr.contains('\x1b') && !r.stderr.contains('\u{202E}'));
 }
+
+#[test]
+fn verify_any_sender_says_on_stdout_that_the_sender_is_not_verified() {
+    let dir = tempdir().unwrap();
+    let archive = seal_standard(dir.path());
+    let r = run(sxf().arg("verify").arg(&archive).arg("--any-sender"));
+    r.assert_code(0, "verify --any-sender");
+    assert!(r.stdout.contains("NOT verified"), "{}", r.stdout);
+    assert!(r.stdout.contains("signature"), "{}", r.stdout);
+    assert!(r.stdout.contains(&fingerprint("alice.pub")), "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("authentic"),
+        "an unknown sender is never called authentic: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_directory_given_as_an_archive_is_called_a_directory() {
+    let dir = tempdir().unwrap();
+    let folder = dir.path().join("letters");
+    fs::create_dir(&folder).unwrap();
+    let out = dir.path().join("out");
+    let runs = [
+        run(&mut open_cmd(&folder, "bob.key", Some("alice.pub"), &out)),
+        run(sxf()
+            .arg("open")
+            .arg(&folder)
+            .arg("--key")
+            .arg(key("bob.key"))
+            .arg("--from")
+            .arg(key("alice.pub"))),
+        run(sxf().arg("verify").arg(&folder).arg("--any-sender")),
+        run(sxf().arg("inspect").arg(&folder)),
+    ];
+    for r in &runs {
+        r.assert_code(2, "a directory as the archive")
+            .assert_stderr_contains("is a directory, not an .sxf archive", "a directory");
+        assert_eq!(r.stderr.matches("letters").count(), 1, "{}", r.stderr);
+    }
+    assert_not_created(&out);
+}
+
+#[test]
+fn passphrase_file_errors_name_the_passphrase_file() {
+    let dir = tempdir().unwrap();
+    let out = dir.path().join("never.sxf");
+    let absent = dir.path().join("no-such-pass");
+    let r = run(seal_cmd(&out, &["bob.pub"], "carol.key", args!["-m", "hi"])
+        .arg("--passphrase-file")
+        .arg(&absent));
+    r.assert_code(2, "a missing passphrase file")
+        .assert_stderr_contains("passphrase file", "names what it is")
+        .assert_stderr_contains("no-such-pass", "names the file");
+    assert!(!r.stderr.contains("key file"), "{}", r.stderr);
+    let binary = dir.path().join("binary-pass");
+    fs::write(&binary, b"\xff\xfe\n").unwrap();
+    let r = run(sxf()
+        .arg("fingerprint")
+        .arg(key("carol.key"))
+        .arg("--passphrase-file")
+        .arg(&binary));
+    r.assert_code(2, "a passphrase file that is not text")
+        .assert_stderr_contains("binary-pass", "names the file")
+        .assert_stderr_contains("UTF-8", "says why");
+    assert!(!r.stderr.contains("key file"), "{}", r.stderr);
+    assert_not_created(&out);
+}
+
+#[test]
+fn passphrase_file_dash_reads_the_passphrase_from_standard_input() {
+    let dir = tempdir().unwrap();
+    let archive = dir.path().join("from-carol.sxf");
+    let r = run(
+        seal_cmd(&archive, &["bob.pub"], "carol.key", args!["-m", "hi"])
+            .args(["--passphrase-file", "-"])
+            .write_stdin(format!("{CAROL_PASSPHRASE}\n")),
+    );
+    r.assert_code(0, "seal with the passphrase on standard input");
+    let out = dir.path().join("opened");
+    let r = run(&mut open_cmd(&archive, "bob.key", Some("carol.pub"), &out));
+    r.assert_code(0, "open");
+    // Both from standard input cannot work; say so rather than guess.
+    let never = dir.path().join("never.sxf");
+    run(seal_cmd(
+        &never,
+        &["bob.pub"],
+        "carol.key",
+        args!["--message-file", "-"],
+    )
+    .args(["--passphrase-file", "-"])
+    .write_stdin(format!("{CAROL_PASSPHRASE}\nhello\n")))
+    .assert_code(2, "two readers of standard input")
+    .assert_stderr_contains("standard input", "says why");
+    assert_not_created(&never);
+}
+
+/// carol.key is encrypted and no passphrase is given: had `open` loaded the key
+/// first, it would fail with "passphrase-protected" (or prompt, on a terminal).
+#[test]
+fn open_checks_the_archive_and_sender_before_asking_for_a_passphrase() {
+    let dir = tempdir().unwrap();
+    let archive = dir.path().join("to-carol.sxf");
+    seal(
+        &archive,
+        &["carol.pub"],
+        "alice.key",
+        args!["-m", "hi carol"],
+    );
+    let out = dir.path().join("out");
+    let r = run(&mut open_cmd(&archive, "carol.key", Some("bob.pub"), &out));
+    r.assert_code(1, "open --from the wrong sender")
+        .assert_stderr_contains("not authentic", "the wrong sender");
+    assert!(!r.stderr.contains("passphrase"), "{}", r.stderr);
+    let junk = dir.path().join("junk.sxf");
+    fs::write(&junk, "not an archive\n").unwrap();
+    let r = run(&mut open_cmd(&junk, "carol.key", Some("alice.pub"), &out));
+    r.assert_code(1, "open of junk")
+        .assert_stderr_contains("not a valid sxf archive", "junk");
+    assert!(!r.stderr.contains("passphrase"), "{}", r.stderr);
+    assert_not_created(&out);
+    // A good archive still needs the passphrase, and opens with it.
+    let r = run(&mut open_cmd(
+        &archive,
+        "carol.key",
+        Some("alice.pub"),
+        &out,
+    ));
+    r.assert_code(2, "no passphrase")
+        .assert_stderr_contains("passphrase-protected", "asks for one");
+    let r = run(open_cmd(&archive, "carol.key", Some("alice.pub"), &out)
+        .env("SXF_PASSPHRASE", CAROL_PASSPHRASE));
+    r.assert_code(0, "open with the passphrase");
+}
+
+#[test]
+fn errors_never_show_a_temporary_files_name() {
+    let dir = tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let archive = seal_standard(dir.path());
+    let runs = [
+        // Creating the temporary archive beside -o fails.
+        run(&mut seal_cmd(
+            &missing.join("out.sxf"),
+            &["bob.pub"],
+            "alice.key",
+            args!["-m", "hi"],
+        )),
+        // Creating the staging directory beside -o fails.
+        run(&mut open_cmd(
+            &archive,
+            "bob.key",
+            Some("alice.pub"),
+            &missing.join("out"),
+        )),
+        // procfs refuses new files, even to root.
+        run(sxf().args([
+            "keygen",
+            "zed",
+            "--no-passphrase",
+            "--out-dir",
+            "/proc/self",
+        ])),
+    ];
+    for r in &runs {
+        r.assert_code(2, "an output that cannot be created");
+        assert!(
+            !r.stderr.contains(".sxf-"),
+            "a temporary name: {}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("at path"),
+            "a temporary name: {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn keygen_creates_a_missing_out_dir_private_to_its_owner() {
+    let dir = tempdir().unwrap();
+    let out_dir = dir.path().join("new/keys");
+    run(sxf()
+        .args(["keygen", "dave", "--no-passphrase", "--out-dir"])
+        .arg(&out_dir))
+    .assert_code(0, "keygen into a missing directory");
+    assert!(out_dir.join("dave.key").is_file() && out_dir.join("dave.pub").is_file());
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out_dir), 0o700);
+    assert_eq!(mode(&dir.path().join("new")), 0o700);
+}
+
+#[test]
+fn a_server_without_a_port_is_refused_with_an_example() {
+    let dir = tempdir().unwrap();
+    let archive = seal_standard(dir.path());
+    let runs = [
+        run(sxf()
+            .arg("send")
+            .arg(&archive)
+            .args(["--server", "localhost"])),
+        run(sxf()
+            .args(["fetch", "--server", "localhost", "--key"])
+            .arg(key("bob.key"))
+            .arg("--out-dir")
+            .arg(dir.path().join("in"))),
+    ];
+    for r in &runs {
+        r.assert_code(2, "--server localhost")
+            .assert_stderr_contains("give the port too, like localhost:7878", "an example");
+    }
+    assert!(!dir.path().join("in").exists());
+}
+
+#[test]
+fn seal_summary_escapes_the_archive_name() {
+    let dir = tempdir().unwrap();
+    let out = dir.path().join("evil\x1b[2J\u{202E}.sxf");
+    let r = seal(&out, &["bob.pub"], "alice.key", args!["-m", "hi"]);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("sealed "))
+        .expect("a sealed line");
+    assert!(line.contains("evil"), "{line}");
+    assert!(
+        !r.stderr.contains('\x1b') && !r.stderr.contains('\u{202E}'),
+        "{line}"
+    );
+}
+
+#[test]
+fn completions_and_man_page_are_printed() {
+    let r = run(sxf().args(["completions", "bash"]));
+    r.assert_code(0, "completions bash");
+    assert!(r.stdout.contains("seal"), "{}", r.stdout);
+    assert!(r.stdout.contains("--passphrase-file"), "flags too");
+    for shell in ["zsh", "fish", "powershell"] {
+        let r = run(sxf().args(["completions", shell]));
+        r.assert_code(0, shell);
+        assert!(r.stdout.contains("seal"), "{shell}");
+    }
+    run(sxf().args(["completions", "tcsh"])).assert_code(2, "an unknown shell");
+    let r = run(sxf().arg("man"));
+    r.assert_code(0, "man");
+    assert!(r.stdout.contains(".TH"), "roff: {}", r.stdout);
+    assert!(r.stdout.contains("seal"), "names the commands");
+}
+
+#[test]
+fn man_dir_writes_one_page_per_command() {
+    let dir = tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    run(sxf().arg("man").arg("--dir").arg(&pages)).assert_code(0, "man --dir");
+    for page in ["sxf.1", "sxf-seal.1", "sxf-open.1", "sxf-fetch.1"] {
+        let text = fs::read_to_string(pages.join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+    assert_no_temp_files(&pages);
+}
+
+#[test]
+fn every_subcommands_help_has_an_example() {
+    for cmd in [
+        "keygen",
+        "seal",
+        "open",
+        "verify",
+        "inspect",
+        "fingerprint",
+        "serve",
+        "send",
+        "fetch",
+        "completions",
+        "man",
+    ] {
+        let r = run(sxf().arg(cmd).arg("--help"));
+        r.assert_code(0, cmd);
+        assert!(
+            r.stdout.contains("Example"),
+            "sxf {cmd} --help: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains(&format!("sxf {cmd}")),
+            "sxf {cmd} --help: {}",
+            r.stdout
+        );
+    }
+}

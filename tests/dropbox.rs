@@ -40,6 +40,53 @@ fn assert_still_serving(server: &Server, dir: &std::path::Path, tag: &str) {
 // ---------------------------------------------------------------- round trips
 
 #[test]
+fn fetch_open_of_photos_or_files_alone_writes_no_message_file() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(dir.path(), "files.sxf", &["bob"], "", 20_000);
+    let id = server.send_ok(&msg);
+    let out = dir.path().join("in");
+    let from = key("alice.pub");
+    let o = server.fetch("bob", &out, &["--open", "--from", from.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let opened = out.join(&id);
+    assert!(opened.join("files.sxf.bin").is_file());
+    assert!(!opened.join("message.txt").exists(), "an empty message.txt");
+    assert!(
+        !text(&o.stderr).contains("message.txt"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn send_fetch_and_serve_print_sizes_in_the_progress_bars_units() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "sizes", 20_000);
+    let sent = server.send(&msg);
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    let id = text(&sent.stdout).trim().to_owned();
+    assert!(
+        text(&sent.stderr).contains(" KiB) to "),
+        "{}",
+        text(&sent.stderr)
+    );
+    let o = server.fetch("bob", &dir.path().join("in"), &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains(" KiB)"), "{}", text(&o.stderr));
+    assert!(server.wait_for_log("downloaded", Duration::from_secs(5)));
+    let log = server.log();
+    for needle in [format!("stored {id} ("), format!("downloaded {id} (")] {
+        let line = log.iter().find(|l| l.contains(&needle)).expect("logged");
+        assert!(line.contains(" KiB)"), "{line}");
+    }
+    let limits = log.iter().find(|l| l.contains(" limits: ")).unwrap();
+    assert!(limits.contains(" MiB per message"), "{limits}");
+    assert!(!log.iter().any(|l| l.contains(" bytes")), "{log:?}");
+}
+
+#[test]
 fn alice_to_bob_round_trip_is_byte_exact_and_second_fetch_gets_nothing() {
     let dir = tempdir();
     let server = Server::start(&dir.path().join("store"), &[]);

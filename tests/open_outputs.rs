@@ -118,7 +118,7 @@ fn interrupt_after(args: &[&std::ffi::OsStr], delay: Duration) -> Option<i32> {
 }
 
 #[test]
-fn ctrl_c_during_seal_or_open_leaves_nothing_behind() {
+fn ctrl_c_during_seal_or_open_exits_130_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.bin");
     // Sparse, so making it is instant; sealing it still takes seconds.
@@ -139,7 +139,11 @@ fn ctrl_c_during_seal_or_open_leaves_nothing_behind() {
         ],
         Duration::from_millis(400),
     );
-    assert_eq!(code, Some(2), "an interrupted seal exits 2");
+    assert_eq!(
+        code,
+        Some(130),
+        "an interrupted seal exits 130, as for SIGINT"
+    );
     assert_not_created(&archive);
 
     // A complete archive, then an interrupted open.
@@ -170,6 +174,10 @@ fn ctrl_c_during_seal_or_open_leaves_nothing_behind() {
         ],
         Duration::from_millis(400),
     );
-    assert_eq!(code, Some(2), "an interrupted open exits 2");
+    assert_eq!(
+        code,
+        Some(130),
+        "an interrupted open exits 130, as for SIGINT"
+    );
     assert_not_created(&out);
 }

@@ -20,6 +20,33 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--server`: an address with its port. A name alone (`localhost`) is refused
+/// here, before any connection, with the example the drop-box docs use.
+pub(crate) fn parse_server_addr(text: &str) -> Result<String, String> {
+    let example = "give the port too, like localhost:7878";
+    let port = match text.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && (!host.contains(':') || host.starts_with('[') && host.ends_with(']')) =>
+        {
+            port
+        }
+        // A bare IPv6 address needs brackets: [::1]:7878.
+        Some((host, _)) if host.contains(':') => {
+            return Err(format!(
+                "{text:?} has no port: {example} (an IPv6 address in brackets: [::1]:7878)"
+            ));
+        }
+        _ => return Err(format!("{text:?} has no port: {example}")),
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(text.to_owned()),
+        _ => Err(format!(
+            "{port:?} is not a port number (1-65535): {example}"
+        )),
+    }
+}
+
 pub(crate) fn parse_server_id(text: &str) -> Result<[u8; 32], String> {
     let mut id = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut id)
@@ -61,5 +88,32 @@ mod tests {
         assert!(parse_server_id("abc").is_err());
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn a_server_address_without_a_port_asks_for_one() {
+        for ok in [
+            "localhost:7878",
+            "127.0.0.1:7878",
+            "[::1]:7878",
+            "example.org:1",
+        ] {
+            assert_eq!(parse_server_addr(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "localhost",
+            "127.0.0.1",
+            "localhost:",
+            ":7878",
+            "localhost:0",
+            "localhost:70000",
+            "localhost:http",
+            "::1",
+            "[::1]",
+            "",
+        ] {
+            let e = parse_server_addr(bad).unwrap_err();
+            assert!(e.contains("like localhost:7878"), "{bad:?}: {e}");
+        }
     }
 }

@@ -13,14 +13,15 @@ use sxf::dropbox::client::{self, Client, ClientOptions, Fetched};
 use sxf::dropbox::{self as dbx};
 use sxf::keys::PrivateKeyInfo;
 
-use super::dropbox::{client_options, parse_server_id, peer_error};
+use super::dropbox::{client_options, parse_server_addr, parse_server_id, peer_error};
+use super::output::human_bytes;
 use super::shared::{Keyring, PassphraseArgs, Sender, parse_size};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("sender").args(["from", "any_sender"])))]
 pub(crate) struct FetchArgs {
     /// The drop-box server
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_server_addr)]
     server: String,
     /// Your private key: it proves which mailbox is yours (default: your identity)
     #[arg(long, value_name = "KEY")]
@@ -83,7 +84,7 @@ impl Opener<'_> {
                 f.path.display()
             );
         } else {
-            eprintln!("saved {} ({} bytes)", f.path.display(), f.len);
+            eprintln!("saved {} ({})", f.path.display(), human_bytes(f.len));
         }
         let sender = match self.mode {
             OpenMode::Save => {

@@ -8,7 +8,6 @@ use clap::Args;
 use sxf::keys;
 
 use super::output;
-use super::passphrase;
 use super::shared::PassphraseArgs;
 
 #[derive(Debug, Args)]
@@ -20,9 +19,9 @@ pub(crate) struct FingerprintArgs {
 }
 
 pub(crate) fn run(a: FingerprintArgs) -> Result<()> {
-    let source = a.passphrase.source();
-    let (key, format) = keys::public_key_of_file(&a.keyfile, || source.for_key(&a.keyfile))
-        .map_err(passphrase::explain)?;
+    let (key, format) = a.passphrase.source().with_passphrase(&a.keyfile, |ask| {
+        keys::public_key_of_file(&a.keyfile, ask)
+    })?;
     println!("{}", key.fingerprint());
     output::fingerprint_for_people(&key, format);
     Ok(())

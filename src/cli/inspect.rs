@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::output::human_bytes;
+
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
     /// The .sxf file
@@ -47,7 +49,10 @@ pub(crate) fn run(a: InspectArgs) -> Result<()> {
     println!("cipher      {}", man.algorithms.cipher);
     println!("mac         {}", man.algorithms.mac);
     println!("signature   {}", man.algorithms.signature);
-    println!("archive     {} bytes", archive_len);
-    println!("payload     {} bytes (encrypted)", man.payload.length);
+    println!("archive     {}", human_bytes(archive_len));
+    println!(
+        "payload     {} (encrypted)",
+        human_bytes(man.payload.length)
+    );
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use sxf::contacts::ConfigDir;
@@ -18,7 +18,8 @@ pub(crate) struct KeygenArgs {
     /// Modulus size
     #[arg(long, default_value_t = 2048, value_parser = parse_bits)]
     bits: usize,
-    /// Directory to write the key files into (default: the current directory)
+    /// Directory to write the key files into (default: the current directory;
+    /// created, mode 0700, if missing)
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
     /// Write the key pair into sxf's config directory and make it your identity:
@@ -55,6 +56,12 @@ pub(crate) fn run(a: KeygenArgs) -> Result<()> {
         (None, Some(d)) => d.clone(),
         (None, None) => PathBuf::from("."),
     };
+    // Read the identity being replaced first: a damaged identity.toml must stop
+    // keygen before it writes any key.
+    let previous = match &config {
+        Some(c) => c.identity()?,
+        None => None,
+    };
     let paths = KeyPairPaths::new(&out_dir, &a.name);
     for p in [&paths.private, &paths.public] {
         if p.exists() {
@@ -68,6 +75,14 @@ pub(crate) fn run(a: KeygenArgs) -> Result<()> {
     };
     eprintln!("generating a {}-bit RSA key...", a.bits);
     let key = keys::generate(a.bits)?;
+    if !out_dir.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&out_dir)
+            .with_context(|| format!("creating {}", out_dir.display()))?;
+    }
     keys::write_key_pair(&key, &paths, passphrase.as_ref().map(|p| p.as_bytes()))?;
     eprintln!(
         "wrote {} ({}) and {}",
@@ -80,7 +95,6 @@ pub(crate) fn run(a: KeygenArgs) -> Result<()> {
         paths.public.display()
     );
     if let Some(config) = &config {
-        let previous = config.identity()?;
         config.set_identity(&paths.private, key.public())?;
         if let Some(old) = previous {
             eprintln!(

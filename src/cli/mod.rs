@@ -4,12 +4,14 @@
 //! library never prints.
 
 mod contacts;
+mod completions;
 mod dropbox;
 mod fetch;
 mod fingerprint;
 mod identity;
 mod inspect;
 mod keygen;
+mod man;
 mod open;
 mod output;
 mod passphrase;
@@ -35,7 +37,8 @@ pub(crate) use output::describe;
         seal encrypts to the recipients' RSA keys and signs with yours; open proves who \
         sealed the file and that no byte changed before it decrypts anything.\n\n\
         Exit codes: 0 success; 1 the archive is not authentic, is malformed, or cannot be \
-        opened with the given keys; 2 usage, I/O and every other error."
+        opened with the given keys; 2 usage, I/O and every other error; 130 stopped by \
+        Ctrl-C (nothing was written)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -45,29 +48,61 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Generate an RSA key pair: NAME.key (private, mode 0600) and NAME.pub
+    #[command(after_help = "Examples:\n  \
+        sxf keygen alice\n  \
+        sxf keygen bob --out-dir keys --bits 3072")]
     Keygen(keygen::KeygenArgs),
     /// Compress, encrypt and sign a message, photos and files into one .sxf file
+    #[command(after_help = "Examples:\n  \
+        sxf seal --to bob.pub --sign alice.key -m 'see you at noon' --image beach.jpg -o hello.sxf\n  \
+        sxf seal --to bob.pub --sign alice.key --attach report.pdf --fit 10MB -o report.sxf")]
     Seal(seal::SealArgs),
     /// Verify an .sxf file, then decrypt it into a new directory
+    #[command(after_help = "Example:\n  \
+        sxf open hello.sxf --key bob.key --from alice.pub -o hello")]
     Open(open::OpenArgs),
     /// Check the signature and every entry of an .sxf file, without a private key
+    #[command(after_help = "Example:\n  \
+        sxf verify hello.sxf --from alice.pub")]
     Verify(verify::VerifyArgs),
     /// Show what an .sxf file's manifest says (unverified; needs no key)
+    #[command(after_help = "Examples:\n  \
+        sxf inspect hello.sxf\n  \
+        sxf inspect --json hello.sxf")]
     Inspect(inspect::InspectArgs),
     /// Save, list, show and remove the public keys of people you exchange archives with
     Contacts(contacts::ContactsArgs),
     /// Set or show your own key, used when --sign or --key is not given
     Identity(identity::IdentityArgs),
     /// Print the fingerprint of a public or private key file
+    #[command(after_help = "Example:\n  \
+        sxf fingerprint alice.pub")]
     Fingerprint(fingerprint::FingerprintArgs),
     /// Print the public key of a private key file (SPKI PEM, or an ssh-rsa line)
     Pubkey(pubkey::PubkeyArgs),
     /// Run a drop-box server that holds sealed archives for their recipients
+    #[command(after_help = "Example:\n  \
+        sxf serve --listen 127.0.0.1:7878 --store store")]
     Serve(serve::ServeArgs),
     /// Upload a sealed .sxf file to a drop-box server for its recipients
+    #[command(after_help = "Example:\n  \
+        sxf send hello.sxf --server 127.0.0.1:7878")]
     Send(send::SendArgs),
     /// Download (and optionally open) the archives waiting for your key on a drop-box server
+    #[command(after_help = "Examples:\n  \
+        sxf fetch --server 127.0.0.1:7878 --key bob.key --out-dir inbox\n  \
+        sxf fetch --server 127.0.0.1:7878 --key bob.key --out-dir inbox --watch --open --from alice.pub")]
     Fetch(fetch::FetchArgs),
+    /// Print a tab-completion script for bash, zsh, fish, elvish or powershell
+    #[command(after_help = "Examples:\n  \
+        sxf completions bash > ~/.local/share/bash-completion/completions/sxf\n  \
+        sxf completions zsh > ~/.zfunc/_sxf")]
+    Completions(completions::CompletionsArgs),
+    /// Print the sxf(1) manual page, or write one page per command into a directory
+    #[command(after_help = "Examples:\n  \
+        sxf man | man -l -\n  \
+        sxf man --dir ~/.local/share/man/man1")]
+    Man(man::ManArgs),
 }
 
 /// Runs one command.
@@ -85,6 +120,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => serve::run(a),
         Command::Send(a) => send::run(a),
         Command::Fetch(a) => fetch::run(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
 }
 
@@ -93,8 +130,8 @@ fn library_error(err: &anyhow::Error) -> Option<&sxf::Error> {
     err.chain().find_map(|e| e.downcast_ref::<sxf::Error>())
 }
 
-/// 1 for a rejected archive (including one whose sender is unknown), 2 for
-/// everything else.
+/// 1 for a rejected archive (including one whose sender is unknown), 130 for
+/// a stop asked with Ctrl-C (as a shell reports SIGINT), 2 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     // An archive signed by nobody you know is rejected like a wrong sender.
     if err
@@ -105,6 +142,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
     match library_error(err) {
         Some(e) if e.is_rejection() => 1,
+        Some(sxf::Error::Interrupted) => 130,
         _ => 2,
     }
 }

@@ -45,6 +45,10 @@ fn default_out_dir(file: &Path) -> Result<PathBuf> {
 pub(crate) fn run(a: OpenArgs) -> Result<()> {
     let mut keyring = Keyring::new();
     let sender = choose_sender(&a.sender, &a.file, &mut keyring)?;
+    // The cheap checks first: a bad archive or the wrong sender never costs a
+    // passphrase prompt. `open` below makes every check again, in order.
+    sxf::open::check_archive(&a.file, sender.expected())
+        .with_context(|| a.file.display().to_string())?;
     let out_dir = match &a.out_dir {
         Some(d) => d.clone(),
         None => default_out_dir(&a.file)?,
@@ -76,7 +80,7 @@ pub(crate) fn open_and_report(
     let fp = opened.manifest.sender.fingerprint();
     match sender {
         Sender::Known(k) => eprintln!(
-            "verified: from {} ({fp}), sealed {}",
+            "verified: from {} ({fp}), sealed at {}",
             k.label, opened.manifest.manifest.created
         ),
         Sender::Any => {
@@ -87,13 +91,24 @@ pub(crate) fn open_and_report(
             );
         }
     }
-    let mut names = vec![sxf::open::MESSAGE_FILE.to_owned()];
+    // No message.txt is written for an empty message.
+    let mut names = Vec::new();
+    if !opened.message.is_empty() {
+        names.push(sxf::open::MESSAGE_FILE.to_owned());
+    }
     names.extend(opened.files.iter().map(|f| f.saved_as.clone()));
-    eprintln!(
-        "wrote {} into {}",
-        names.join(", "),
-        opened.out_dir.display()
-    );
+    if names.is_empty() {
+        eprintln!(
+            "opened into {}: the archive holds no message and no files",
+            opened.out_dir.display()
+        );
+    } else {
+        eprintln!(
+            "wrote {} into {}",
+            names.join(", "),
+            opened.out_dir.display()
+        );
+    }
     if std::io::stdout().is_terminal() {
         print!("{}", terminal_safe(&opened.message));
     } else {

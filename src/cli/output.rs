@@ -12,8 +12,11 @@ pub fn describe(err: &anyhow::Error) -> String {
     let mut sentence = String::new();
     for cause in err.chain() {
         let text = cause.to_string();
-        // Some errors already include their cause's text; say it once.
-        if !sentence.contains(&text) {
+        // Some errors already include their cause's text; say it once. A cause
+        // that restates the whole sentence so far replaces it.
+        if !sentence.is_empty() && text.starts_with(&sentence) {
+            sentence = text;
+        } else if !sentence.contains(&text) {
             if !sentence.is_empty() {
                 sentence.push_str(": ");
             }

@@ -7,7 +7,6 @@ use clap::Args;
 
 use sxf::keys;
 
-use super::passphrase;
 use super::shared::PassphraseArgs;
 
 #[derive(Debug, Args)]
@@ -28,9 +27,9 @@ pub(crate) struct PubkeyArgs {
 }
 
 pub(crate) fn run(a: PubkeyArgs) -> Result<()> {
-    let source = a.passphrase.source();
-    let (key, _) = keys::public_key_of_file(&a.keyfile, || source.for_key(&a.keyfile))
-        .map_err(passphrase::explain)?;
+    let (key, _) = a.passphrase.source().with_passphrase(&a.keyfile, |ask| {
+        keys::public_key_of_file(&a.keyfile, ask)
+    })?;
     if a.ssh {
         println!("{}", key.to_openssh());
     } else {

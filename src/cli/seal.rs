@@ -104,7 +104,11 @@ fn read_message(a: &SealArgs) -> Result<String> {
                 .and_then(|f| f.take(cap).read_to_end(&mut bytes))
                 .with_context(|| format!("reading {}", p.display()))?;
         }
-        None if std::io::stdin().is_terminal() => {
+        // Photos or files alone need no message: do not wait for one.
+        None if a.images.is_empty()
+            && a.attachments.is_empty()
+            && std::io::stdin().is_terminal() =>
+        {
             eprintln!("Type the message; end it with Ctrl-D on a line of its own:");
             std::io::stdin()
                 .take(cap)
@@ -122,13 +126,42 @@ fn read_message(a: &SealArgs) -> Result<String> {
     String::from_utf8(bytes).context("the message is not valid UTF-8 text")
 }
 
+const NOTHING_TO_SEAL: &str =
+    "nothing to seal: give a message (-m, --message-file), an --image or an --attach";
+
+/// Every photo and attachment must be a readable file: checked before the
+/// message is typed, so that a typo in a path never costs the text.
+fn check_inputs(a: &SealArgs) -> Result<()> {
+    for path in a.images.iter().chain(&a.attachments) {
+        let file = std::fs::File::open(path).with_context(|| shown_path(path))?;
+        if !file.metadata().with_context(|| shown_path(path))?.is_file() {
+            bail!("{} is not a regular file", shown_path(path));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run(a: SealArgs) -> Result<()> {
+    let no_files = a.images.is_empty() && a.attachments.is_empty();
+    // Known to be empty before anything is loaded: say so at once.
+    let no_source = a.message.is_none() && a.message_file.is_none();
+    let surely_empty =
+        a.message.as_deref() == Some("") || no_source && !std::io::stdin().is_terminal();
+    if no_files && surely_empty {
+        bail!(NOTHING_TO_SEAL);
+    }
+    let passphrase = a.passphrase.source();
+    if passphrase.reads_stdin() && a.message_file.as_deref() == Some(std::path::Path::new("-")) {
+        bail!("--passphrase-file - and --message-file - cannot both read standard input");
+    }
+    // Keys, passphrase and input paths first: the message, which may be typed
+    // at a terminal, comes last.
     let mut keyring = Keyring::new();
     let mut named = Vec::new();
     for to in &a.to {
         named.push(keyring.public_key(to)?);
     }
-    let sender = keyring.load_private_key(a.sign.as_deref(), "--sign", &a.passphrase.source())?;
+    let sender = keyring.load_private_key(a.sign.as_deref(), "--sign", &passphrase)?;
     // Also to yourself, unless --no-self: the manifest names the sender anyway,
     // so this reveals nothing new.
     if !a.no_self
@@ -142,9 +175,10 @@ pub(crate) fn run(a: SealArgs) -> Result<()> {
         });
     }
     let recipients: Vec<_> = named.iter().map(|n| n.key.clone()).collect();
+    check_inputs(&a)?;
     let message = read_message(&a)?;
-    if message.is_empty() && a.images.is_empty() && a.attachments.is_empty() {
-        bail!("nothing to seal: give a message (-m, --message-file), an --image or an --attach");
+    if message.is_empty() && no_files {
+        bail!(NOTHING_TO_SEAL);
     }
     let request = sxf::seal::SealRequest {
         sender: &sender,
@@ -191,7 +225,7 @@ pub(crate) fn run(a: SealArgs) -> Result<()> {
     }
     eprintln!(
         "sealed {} ({})",
-        a.out.display(),
+        shown_path(&a.out),
         human_bytes(report.archive_len)
     );
     let sender_label = keyring.label_for(sender.public(), String::new())?;

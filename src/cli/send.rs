@@ -7,14 +7,15 @@ use clap::Args;
 
 use sxf::dropbox::client::Client;
 
-use super::dropbox::{client_options, parse_server_id, peer_error};
+use super::dropbox::{client_options, parse_server_addr, parse_server_id, peer_error};
+use super::output::human_bytes;
 
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
     /// The sealed .sxf file
     file: PathBuf,
     /// The drop-box server
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_server_addr)]
     server: String,
     /// Refuse a server whose id (64 hex digits, `sxf serve` logs it) differs
     #[arg(long, value_name = "HEX", value_parser = parse_server_id)]
@@ -29,9 +30,9 @@ pub(crate) fn run(a: SendArgs) -> Result<()> {
         .map_err(peer_error)
         .with_context(|| format!("sending {}", a.file.display()))?;
     eprintln!(
-        "sent {} ({} bytes) to {}: waiting for {} recipient(s)",
+        "sent {} ({}) to {}: waiting for {} recipient(s)",
         a.file.display(),
-        stored.len,
+        human_bytes(stored.len),
         a.server,
         stored.recipients
     );

@@ -12,6 +12,7 @@ use clap::Args;
 use sxf::dropbox::server::{Server, ServerConfig};
 
 use super::dropbox::{log_line, parse_duration};
+use super::output::human_bytes;
 use super::shared::parse_size;
 
 #[derive(Debug, Args)]
@@ -76,13 +77,13 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
     eprintln!("listening on {}", server.local_addr());
     let r = server.store_report();
     log_line(format_args!(
-        "store {}: server id {}; {} message(s), {} bytes in {} mailbox(es); swept {} temp file(s), \
+        "store {}: server id {}; {} message(s), {} in {} mailbox(es); swept {} temp file(s), \
          finished {} interrupted filing(s), discarded {} uncommitted, hashed {} message(s) \
          that had no digest record",
         a.store.display(),
         hex::encode(server.server_id()),
         r.messages,
-        r.bytes,
+        human_bytes(r.bytes),
         r.mailboxes,
         r.swept_temp_files,
         r.recovered,
@@ -90,18 +91,19 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         r.rehashed
     ));
     log_line(format_args!(
-        "limits: {} bytes per message, {} per mailbox, {} connections, {} bytes free-disk reserve, \
+        "limits: {} per message, {} per mailbox, {} connections, {} free-disk reserve, \
          idle {}, total {}",
-        a.max_message_size,
-        a.mailbox_quota,
+        human_bytes(a.max_message_size),
+        human_bytes(a.mailbox_quota),
         a.max_connections,
-        a.min_free_space,
+        human_bytes(a.min_free_space),
         humantime::format_duration(a.idle_timeout),
         humantime::format_duration(a.total_timeout)
     ));
     if let Some(free) = a.assume_free_space {
         log_line(format_args!(
-            "TESTING: --assume-free-space: taking {free} bytes as the free space, whatever the disk has"
+            "TESTING: --assume-free-space: taking {} as the free space, whatever the disk has",
+            human_bytes(free)
         ));
     }
     let handle = server.shutdown_handle();

@@ -26,15 +26,17 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
     let created = &v.manifest.manifest.created;
     match &sender {
         Sender::Known(k) => println!(
-            "OK: {} is authentic: sealed by {} ({fp}) at {created}, every entry intact",
-            a.file.display(),
+            "verified: from {} ({fp}), sealed at {created}: {} is authentic, every entry intact",
             k.label,
+            a.file.display(),
         ),
         Sender::Any => {
             warn_any_sender(fp);
+            // The key that signed came from the archive itself: say so where the
+            // verdict is read, and never call it authentic.
             println!(
-                "signature valid, sender NOT verified: {} is signed by the key it carries, {fp}, \
-                 at {created}; every entry intact",
+                "OK with --any-sender: the signature of {} is valid and every entry is intact, \
+                 but the sender is NOT verified: it was signed by the key it carries, {fp}, at {created}",
                 a.file.display(),
             );
         }

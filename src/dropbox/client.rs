@@ -495,7 +495,12 @@ fn save_one(
         .prefix(FETCH_TEMP_PREFIX)
         .suffix(".part")
         .tempfile_in(out_dir)
-        .map_err(|e| Error::io(format!("creating a file in {}", out_dir.display()), e))?;
+        .map_err(|e| {
+            Error::io(
+                format!("creating a file in {}", out_dir.display()),
+                crate::fsutil::without_temp_path(e),
+            )
+        })?;
     {
         let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
         match client.download(entry.id, &mut w) {

@@ -145,8 +145,9 @@ impl fmt::Display for Event {
                 duplicate: true,
             } => write!(
                 f,
-                "{peer} sent {id} again ({len} bytes): identical to the message still waiting \
+                "{peer} sent {id} again ({}): identical to the message still waiting \
                  for its {} mailbox(es); not filed twice",
+                indicatif::HumanBytes(*len),
                 recipients.len()
             ),
             Event::Stored {
@@ -159,7 +160,8 @@ impl fmt::Display for Event {
                 let list: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
                 write!(
                     f,
-                    "{peer} stored {id} ({len} bytes) for {} mailbox(es): {}",
+                    "{peer} stored {id} ({}) for {} mailbox(es): {}",
+                    indicatif::HumanBytes(*len),
                     recipients.len(),
                     list.join(", ")
                 )
@@ -172,7 +174,11 @@ impl fmt::Display for Event {
                 mailbox,
                 id,
                 len,
-            } => write!(f, "{peer} downloaded {id} ({len} bytes) from {mailbox}"),
+            } => write!(
+                f,
+                "{peer} downloaded {id} ({}) from {mailbox}",
+                indicatif::HumanBytes(*len)
+            ),
             Event::Deleted { peer, mailbox, id } => write!(f, "{peer} deleted {id} from {mailbox}"),
             Event::Refused { peer, code, reason } => write!(f, "{peer} refused [{code}]: {reason}"),
             Event::Disconnected { peer, reason } => write!(f, "{peer} disconnected: {reason}"),
