@@ -6,6 +6,7 @@
 mod dropbox;
 mod fetch;
 mod fingerprint;
+mod input;
 mod inspect;
 mod keygen;
 mod open;

@@ -10,13 +10,14 @@ use clap::Args;
 use sxf::keys::{PrivateKeyInfo, PublicKeyInfo};
 use sxf::open::ExpectedSender;
 
+use super::input::{SpoolArgs, is_unnamed, load_archive, shown_name, without_text_suffix};
 use super::output::{terminal_safe, warn_any_sender};
 use super::progress::TerminalProgress;
 use super::shared::{PassphraseArgs, SenderArgs, expected_sender};
 
 #[derive(Debug, Args)]
 pub(crate) struct OpenArgs {
-    /// The .sxf file
+    /// The .sxf file (binary or armored), or - for standard input
     file: PathBuf,
     /// Your private key
     #[arg(long, value_name = "KEY")]
@@ -24,10 +25,13 @@ pub(crate) struct OpenArgs {
     #[command(flatten)]
     sender: SenderArgs,
     /// Output directory (must not exist); default: the archive's name without .sxf
+    /// (required when the archive comes from standard input or a pipe)
     #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
     out_dir: Option<PathBuf>,
     #[command(flatten)]
     passphrase: PassphraseArgs,
+    #[command(flatten)]
+    spool: SpoolArgs,
 }
 
 /// The archive's name without `.sxf`, reduced to a plain, visible file name: the
@@ -47,14 +51,26 @@ pub(crate) fn run(a: OpenArgs) -> Result<()> {
     let (from, any) = expected_sender(&a.sender)?;
     let out_dir = match &a.out_dir {
         Some(d) => d.clone(),
-        None => default_out_dir(&a.file)?,
+        None if is_unnamed(&a.file) => bail!(
+            "{} has no file name to name the output directory after; give -o DIR",
+            shown_name(&a.file)
+        ),
+        None => default_out_dir(&without_text_suffix(&a.file))?,
     };
     if out_dir.exists() {
         bail!("{} already exists; sxf never overwrites", out_dir.display());
     }
+    let mut progress = TerminalProgress::new();
+    let archive = load_archive(&a.file, &a.spool, &mut progress)?;
     let key = a.passphrase.source().load_private_key(&a.key)?;
     debug_assert_eq!(any, from.is_none());
-    open_and_report(&a.file, &key, from.as_ref(), &out_dir, true)
+    let sender = match &from {
+        Some(k) => ExpectedSender::Key(k),
+        None => ExpectedSender::Embedded,
+    };
+    let opened = sxf::open::open_input(&archive, &key, sender, &out_dir, &mut progress)
+        .with_context(|| shown_name(&a.file))?;
+    report(&opened, from.is_none())
 }
 
 /// Opens one archive into `out_dir` and reports exactly as `sxf open` does;
@@ -78,7 +94,12 @@ pub(crate) fn open_and_report(
     };
     let opened = sxf::open::open(file, key, sender, out_dir, &mut progress)
         .with_context(|| file.display().to_string())?;
-    if from.is_none() {
+    report(&opened, from.is_none())
+}
+
+/// What `open` prints: the sender, the files written, and the message.
+fn report(opened: &sxf::open::Opened, any_sender: bool) -> Result<()> {
+    if any_sender {
         warn_any_sender(opened.manifest.sender.fingerprint());
     }
     eprintln!(

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use sxf::images::{DEFAULT_QUALITY, ImageOptions};
+use sxf::seal::Destination;
 
 use super::output::{human_bytes, shown_path};
 use super::progress::TerminalProgress;
@@ -55,9 +56,12 @@ pub(crate) struct SealArgs {
     /// Photos to process at once (default: one per core)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
-    /// The archive to write; it must not exist
-    #[arg(short = 'o', long = "out", value_name = "OUT.sxf")]
+    /// The archive to write (it must not exist), or - for standard output
+    #[arg(short = 'o', long = "out", value_name = "OUT.sxf|-")]
     out: PathBuf,
+    /// Write the archive as ASCII armor (text for email), not binary
+    #[arg(short = 'a', long)]
+    armor: bool,
     #[command(flatten)]
     passphrase: PassphraseArgs,
 }
@@ -119,6 +123,12 @@ fn read_message(a: &SealArgs) -> Result<String> {
 }
 
 pub(crate) fn run(a: SealArgs) -> Result<()> {
+    let to_stdout = super::input::is_stdin(&a.out);
+    if to_stdout && !a.armor && std::io::stdout().is_terminal() {
+        bail!(
+            "refusing to write a binary archive to a terminal; redirect standard output (> FILE.sxf), or use --armor for text"
+        );
+    }
     let message = read_message(&a)?;
     if message.is_empty() && a.images.is_empty() && a.attachments.is_empty() {
         bail!("nothing to seal: give a message (-m, --message-file), an --image or an --attach");
@@ -143,7 +153,20 @@ pub(crate) fn run(a: SealArgs) -> Result<()> {
         fit: a.fit,
         threads: a.jobs.map(usize::from),
     };
-    let report = sxf::seal::seal(request, &a.out, &mut TerminalProgress::new())?;
+    let mut progress = TerminalProgress::new();
+    let mut stdout = std::io::stdout().lock();
+    let destination = if to_stdout {
+        Destination::Writer {
+            out: &mut stdout,
+            armor: a.armor,
+        }
+    } else {
+        Destination::File {
+            path: &a.out,
+            armor: a.armor,
+        }
+    };
+    let report = sxf::seal::seal_to(request, destination, &mut rand::rngs::SysRng, &mut progress)?;
     for img in &report.images {
         eprintln!(
             "  image {}: {} {}x{} -> {} {}x{}, {}",
@@ -172,8 +195,13 @@ pub(crate) fn run(a: SealArgs) -> Result<()> {
         eprintln!("  attachment {}: {}", shown_path(path), human_bytes(*len));
     }
     eprintln!(
-        "sealed {} ({})",
-        a.out.display(),
+        "sealed {}{} ({})",
+        if to_stdout {
+            "to standard output".to_string()
+        } else {
+            a.out.display().to_string()
+        },
+        if a.armor { ", armored" } else { "" },
         human_bytes(report.archive_len)
     );
     eprintln!("  sender     {}", report.sender);
