@@ -351,7 +351,7 @@ impl<R: BufRead> ArmorReader<R> {
         if text.len() > LINE_CHARS {
             return Err(self.fail("a data line longer than 64 characters"));
         }
-        if text.len() % 4 != 0 {
+        if !text.len().is_multiple_of(4) {
             return Err(self.fail(
                 "a data line whose length is not a multiple of 4 (only the last line may be shorter than 64 characters)",
             ));

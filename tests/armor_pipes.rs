@@ -289,18 +289,15 @@ fn open_of_a_fifo_from_process_substitution_works() {
 #[test]
 fn open_from_stdin_needs_an_output_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run_with_stdin(
-        &os(&args![
-            "open",
-            "-",
-            "--key",
-            key("bob.key"),
-            "--from",
-            key("alice.pub")
-        ]),
-        b"",
-        dir.path(),
-    );
+    let args = args![
+        "open",
+        "-",
+        "--key",
+        key("bob.key"),
+        "--from",
+        key("alice.pub")
+    ];
+    let o = run_with_stdin(&os(&args), b"", dir.path());
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains(

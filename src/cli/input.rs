@@ -93,7 +93,7 @@ pub(crate) fn load_archive(
 /// A size as `--spool-limit` takes it: `8GiB`, `512MiB`, or bytes.
 fn size_arg(n: u64) -> String {
     for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }
