@@ -10,7 +10,8 @@
 //! The openssl reference is `openssl enc -aes-256-cbc` followed by
 //! `openssl dgst -sha256 -hmac` over the ciphertext for sealing, and the HMAC pass
 //! followed by `openssl enc -d` for opening: the same passes sxf makes, without
-//! the RSA, the ZIP container or a second thread.
+//! the RSA, the ZIP container or a second thread. The last two rows seal with
+//! `--armor` and open the armored text.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -93,6 +94,7 @@ fn main() {
     let key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     let iv = "000102030405060708090a0b0c0d0e0f";
     let (mut seal, mut open, mut ossl_seal, mut ossl_open) = (vec![], vec![], vec![], vec![]);
+    let (mut seal_armor, mut open_armor) = (vec![], vec![]);
     for run in 0..runs {
         let archive = d.join(format!("a{run}.sxf"));
         let out = d.join(format!("out{run}"));
@@ -127,6 +129,40 @@ fn main() {
         ));
         std::fs::remove_file(&archive).unwrap();
         std::fs::remove_dir_all(&out).unwrap();
+        // The same with ASCII armor: seal --armor, and open of the text.
+        let armored = d.join(format!("a{run}.sxf.asc"));
+        seal_armor.push(timed(
+            sxf.to_str().unwrap(),
+            &[
+                "seal",
+                "--to",
+                &p(&keys.join("bob.pub")),
+                "--sign",
+                &p(&keys.join("alice.key")),
+                "-m",
+                "bench",
+                "--attach",
+                &p(&input),
+                "--armor",
+                "-o",
+                &p(&armored),
+            ],
+        ));
+        open_armor.push(timed(
+            sxf.to_str().unwrap(),
+            &[
+                "open",
+                &p(&armored),
+                "--key",
+                &p(&keys.join("bob.key")),
+                "--from",
+                &p(&keys.join("alice.pub")),
+                "-o",
+                &p(&out),
+            ],
+        ));
+        std::fs::remove_file(&armored).unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
         let ct = p(&d.join("ct.bin"));
         ossl_seal.push(sh(&format!(
             "openssl enc -aes-256-cbc -K {key} -iv {iv} -in {} -out {ct} && \
@@ -149,4 +185,10 @@ fn main() {
     row("openssl enc + HMAC + SHA-256 (reference)", &ossl_seal, mib);
     row("sxf open (verify, then decrypt)", &open, mib);
     row("openssl HMAC + enc -d (reference)", &ossl_open, mib);
+    row("sxf seal --armor", &seal_armor, mib);
+    row(
+        "sxf open (armored: decode, verify, decrypt)",
+        &open_armor,
+        mib,
+    );
 }

@@ -912,6 +912,169 @@ impl Generator {
                 a,
             );
         }
+
+        // ----- ASCII armor: basic.sxf as text, as email can deliver it
+        let armored = {
+            let mut w = sxf::armor::ArmorWriter::new(Vec::new())?;
+            w.write_all(&basic)?;
+            String::from_utf8(w.finish()?)?
+        };
+        let lines: Vec<&str> = armored.lines().collect();
+        let (begin, data, end) = (lines[0], &lines[1..lines.len() - 1], lines[lines.len() - 1]);
+        let join = |ls: &[&str]| ls.iter().map(|l| format!("{l}\n")).collect::<String>();
+        let with_data = |d: &[&str]| {
+            let mut all = vec![begin];
+            all.extend_from_slice(d);
+            all.push(end);
+            join(&all)
+        };
+        for (name, comment, text) in [
+            (
+                "armor-basic",
+                "basic.sxf armored as sxf seal --armor writes it",
+                armored.clone(),
+            ),
+            (
+                "armor-crlf",
+                "armor-basic with CRLF line endings",
+                armored.replace('\n', "\r\n"),
+            ),
+            (
+                "armor-whitespace",
+                "armor-basic with blank lines (some holding spaces, tabs or a CR) before and after the block,\nspaces and tabs before and after every line, CRLF on every other line, and a last line\nholding only a tab, with no line ending",
+                format!(
+                    "\n  \r\n\t\n{}\n \t \n\t",
+                    lines
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| if i % 2 == 0 {
+                            format!("  {l}\t\r")
+                        } else {
+                            format!("\t{l} ")
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            ),
+        ] {
+            v.push(Vector {
+                outputs: Some(expected_outputs()),
+                ..vector(
+                    name,
+                    "success",
+                    ALICE_PUB,
+                    BOB_KEY,
+                    comment,
+                    text.into_bytes(),
+                )
+            });
+        }
+        let last = data[data.len() - 1];
+        assert!(
+            last.ends_with('=') && !last.ends_with("=="),
+            "basic.sxf's length is 2 mod 3"
+        );
+        let bad_bits = {
+            // The character before '=' carries 2 unused bits; set one.
+            let c = last.as_bytes()[last.len() - 2];
+            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let i = alphabet.iter().position(|&a| a == c).unwrap();
+            assert_eq!(i & 3, 0, "canonical");
+            let mut l = last.as_bytes().to_vec();
+            let n = l.len();
+            l[n - 2] = alphabet[i | 1];
+            String::from_utf8(l)?
+        };
+        let mut d_bits = data.to_vec();
+        *d_bits.last_mut().unwrap() = &bad_bits;
+        let short_first = [&data[0][..60], &data[0][60..]];
+        let mut d_short = vec![short_first[0], short_first[1]];
+        d_short.extend_from_slice(&data[1..]);
+        let long_first = format!("{}{}", data[0], &data[1][..4]);
+        let second_rest = &data[1][4..];
+        let mut d_long = vec![long_first.as_str(), second_rest];
+        d_long.extend_from_slice(&data[2..]);
+        let spaced = format!("{} {}", &data[0][..32], &data[0][32..]);
+        let mut d_space = vec![spaced.as_str()];
+        d_space.extend_from_slice(&data[1..]);
+        let mut d_blank = vec![data[0], ""];
+        d_blank.extend_from_slice(&data[1..]);
+        let k = data
+            .iter()
+            .position(|l| l.contains(['+', '/']))
+            .expect("a data line with + or /");
+        let urlsafe = data[k].replace('+', "-").replace('/', "_");
+        let mut d_url = data.to_vec();
+        d_url[k] = &urlsafe;
+        let unpadded = last.trim_end_matches('=');
+        let mut d_unpadded = data.to_vec();
+        *d_unpadded.last_mut().unwrap() = unpadded;
+        for (name, comment, text) in [
+            (
+                "armor-missing-end",
+                "armor-basic without its -----END SXF ARCHIVE----- line",
+                join(&lines[..lines.len() - 1]),
+            ),
+            (
+                "armor-junk-after-end",
+                "armor-basic followed by a line of text after the END line",
+                format!("{armored}-- \nsent from my phone\n"),
+            ),
+            (
+                "armor-other-label",
+                "armor-basic labelled -----BEGIN/END PGP MESSAGE-----",
+                armored.replace("SXF ARCHIVE", "PGP MESSAGE"),
+            ),
+            (
+                "armor-noncanonical-padding-bits",
+                "armor-basic with an unused bit of the last character before = set (decodes to the same bytes by a lax decoder)",
+                with_data(&d_bits),
+            ),
+            (
+                "armor-short-line",
+                "armor-basic with its first data line split into 60 and 4 characters",
+                with_data(&d_short),
+            ),
+            (
+                "armor-long-line",
+                "armor-basic with 4 characters moved from the second data line to the first (68 characters)",
+                with_data(&d_long),
+            ),
+            (
+                "armor-space-inside-line",
+                "armor-basic with a space in the middle of the first data line",
+                with_data(&d_space),
+            ),
+            (
+                "armor-blank-line-inside",
+                "armor-basic with a blank line between two data lines",
+                with_data(&d_blank),
+            ),
+            (
+                "armor-urlsafe-alphabet",
+                "armor-basic with one data line in the URL-safe alphabet (- and _ for + and /)",
+                with_data(&d_url),
+            ),
+            (
+                "armor-missing-padding",
+                "armor-basic with the = padding removed from the last data line",
+                with_data(&d_unpadded),
+            ),
+            (
+                "armor-byte-order-mark",
+                "armor-basic preceded by a UTF-8 byte order mark",
+                format!("\u{feff}{armored}"),
+            ),
+        ] {
+            v.push(vector(
+                name,
+                "malformed",
+                ALICE_PUB,
+                BOB_KEY,
+                comment,
+                text.into_bytes(),
+            ));
+        }
         Ok(v)
     }
 }

@@ -369,12 +369,14 @@ impl ConfigDir {
     /// An exclusive lock on `DIR/.lock`, released when dropped.
     fn lock(&self) -> Result<fs::File, ContactsError> {
         let path = self.file(".lock");
-        let file = private_options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let mut options = private_options();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        }
+        let file = options.open(&path).map_err(io_err(&path))?;
         file.lock().map_err(io_err(&path))?;
         Ok(file)
     }
@@ -397,29 +399,82 @@ fn private_options() -> fs::OpenOptions {
     options
 }
 
-/// A config file's text, or `None` if it does not exist.
+/// A config file's text, or `None` if it does not exist. The file decides whom
+/// `open` calls a verified sender, so it must be a regular file (not a
+/// symlink, FIFO or device) that only you can change, in a directory that only
+/// you can change.
 fn read_config_file(path: &Path) -> Result<Option<String>, ContactsError> {
-    let file = match fs::File::open(path) {
-        Ok(f) => f,
+    let damaged = |reason: String| ContactsError::Damaged {
+        path: path.to_owned(),
+        reason,
+    };
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path)(e)),
     };
+    if !meta.file_type().is_file() {
+        return Err(damaged("it is not a regular file".into()));
+    }
+    if let Some(dir) = path.parent() {
+        check_private(dir, &fs::metadata(dir).map_err(io_err(dir))?).map_err(|reason| {
+            ContactsError::Damaged {
+                path: dir.to_owned(),
+                reason,
+            }
+        })?;
+    }
+    check_private(path, &meta).map_err(damaged)?;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    let file = options.open(path).map_err(io_err(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let opened = file.metadata().map_err(io_err(path))?;
+        if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+            return Err(damaged("it changed while it was being read".into()));
+        }
+    }
     let mut bytes = Vec::new();
     file.take(MAX_CONFIG_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io_err(path))?;
     if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        return Err(ContactsError::Damaged {
-            path: path.to_owned(),
-            reason: format!("it is larger than {MAX_CONFIG_FILE_BYTES} bytes"),
-        });
+        return Err(damaged(format!(
+            "it is larger than {MAX_CONFIG_FILE_BYTES} bytes"
+        )));
     }
     String::from_utf8(bytes)
         .map(Some)
-        .map_err(|_| ContactsError::Damaged {
-            path: path.to_owned(),
-            reason: "it is not UTF-8 text".into(),
-        })
+        .map_err(|_| damaged("it is not UTF-8 text".into()))
+}
+
+/// Owned by you and writable by nobody else (Unix). On Windows, files under the
+/// user's profile are private to the user by default.
+fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let _ = path;
+        if meta.uid() != rustix::process::geteuid().as_raw() {
+            return Err("it belongs to another user".into());
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "other users can change it (mode {:o}); make it private with chmod go-w",
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, meta);
+    Ok(())
 }
 
 /// A stored key: base64 SPKI DER that must match the stored fingerprint.
@@ -452,6 +507,11 @@ fn parse_contacts(text: &str, path: &Path) -> Result<Contacts, ContactsError> {
             .ok_or_else(|| damaged(format!("{name:?} is not a contact name")))?;
         let key = stored_key(&record.key, &record.fingerprint)
             .map_err(|reason| damaged(format!("contact {name}: {reason}")))?;
+        if humantime::parse_rfc3339(&record.added).is_err() {
+            return Err(damaged(format!(
+                "contact {name}: added is not an RFC 3339 time"
+            )));
+        }
         if let Some(other) = contacts.by_fingerprint(key.fingerprint()) {
             return Err(damaged(format!(
                 "contacts {} and {name} hold the same key",

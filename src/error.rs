@@ -45,6 +45,14 @@ pub enum Error {
     /// The caller asked for something impossible (nothing to seal, output exists...).
     #[error("{0}")]
     Usage(String),
+    /// Input that cannot be read twice (standard input, a pipe) is copied to a
+    /// private temporary file before it is read; this input was larger than the
+    /// limit (see [`crate::input::InputOptions::spool_limit`]).
+    #[error(
+        "the archive read from a pipe or standard input is larger than the spool limit of {}",
+        indicatif::HumanBytes(*limit)
+    )]
+    SpoolLimit { limit: u64 },
     /// Stopped by the caller's stop flag (Ctrl-C); nothing was left behind.
     #[error("interrupted; nothing was written")]
     Interrupted,

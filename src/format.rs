@@ -560,7 +560,11 @@ fn check_raw_headers(
 impl ContainerReader {
     /// Opens `path` and applies every container rule of the spec.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
-        let mut file = File::open(path)?;
+        Self::from_file(File::open(path)?)
+    }
+
+    /// Applies every container rule to an open, seekable file.
+    pub fn from_file(mut file: File) -> Result<Self, FormatError> {
         let file_len = file.metadata()?.len();
         let (cd_offset, cd_size, cd_end) = read_directory_end(&mut file, file_len)?;
         if cd_offset.checked_add(cd_size) != Some(cd_end) {

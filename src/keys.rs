@@ -412,10 +412,11 @@ fn parse_key_text(bytes: &[u8], origin: &Path) -> Result<(Zeroizing<String>, Key
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'));
-    if let Some(line) = first {
-        if !line.starts_with("-----") && looks_like_ssh_public(line) {
-            return Ok((text, KeyKind::SshPublic));
-        }
+    if let Some(line) = first
+        && !line.starts_with("-----")
+        && looks_like_ssh_public(line)
+    {
+        return Ok((text, KeyKind::SshPublic));
     }
     let label = pem::decode_label(text.as_bytes()).map_err(|_| KeyError::Parse {
         path: path.to_owned(),

@@ -11,8 +11,11 @@
 //! - [`payload`]: the inner plaintext layout (message and files).
 //! - [`images`]: photo compression and metadata removal at seal time.
 //! - [`seal`] and [`open`]: the two halves of the workflow.
+//! - [`armor`] and [`input`]: the text form of an archive, and reading archives
+//!   from pipes and armored files.
 //! - [`dropbox`]: the optional drop-box server and its client (`sxf serve`, `send`, `fetch`).
 
+pub mod armor;
 pub mod contacts;
 pub mod crypto;
 pub mod dropbox;
@@ -20,6 +23,7 @@ pub mod error;
 pub mod format;
 mod fsutil;
 pub mod images;
+pub mod input;
 pub mod keys;
 pub mod open;
 pub mod payload;

@@ -17,6 +17,7 @@ use crate::Progress;
 use crate::crypto::{self, ContentKey, DecryptReader, MacReader, StreamCheckError};
 use crate::error::Error;
 use crate::format::{CheckedManifest, ContainerReader, Manifest};
+use crate::input::ArchiveInput;
 use crate::keys::{PrivateKeyInfo, PublicKeyInfo};
 use crate::payload::{self, FileEntry, PayloadError, PayloadSink};
 
@@ -112,22 +113,15 @@ fn authenticate(
 }
 
 /// The container, with a plain word for a directory given as an archive.
-fn open_container(archive: &Path) -> Result<ContainerReader, Error> {
-    if archive.is_dir() {
-        return Err(Error::Usage(format!(
-            "{} is a directory, not an .sxf archive",
-            archive.display()
-        )));
-    }
-    Ok(ContainerReader::open(archive)?)
-}
-
 /// The cheap checks only (container rules, signature, manifest rules, sender and
 /// the `keys.bin` digest), so that a caller can refuse a bad archive or the wrong
 /// sender before it asks for a private key's passphrase. [`open`] and [`verify`]
 /// make these checks again themselves, in their full order.
-pub fn check_archive(archive: &Path, sender: ExpectedSender<'_>) -> Result<CheckedManifest, Error> {
-    let mut container = open_container(archive)?;
+pub fn check_archive(
+    archive: &ArchiveInput,
+    sender: ExpectedSender<'_>,
+) -> Result<CheckedManifest, Error> {
+    let mut container = container(archive)?;
     Ok(authenticate(&mut container, sender)?.0)
 }
 
@@ -170,23 +164,38 @@ fn check_payload(
     }
 }
 
+fn container(archive: &ArchiveInput) -> Result<ContainerReader, Error> {
+    Ok(ContainerReader::from_file(archive.reopen()?)?)
+}
+
 /// Checks the signature and every entry's digest; needs no private key.
+/// `archive` is a binary archive file; [`verify_input`] also takes armor and pipes.
 pub fn verify(
     archive: &Path,
     sender: ExpectedSender<'_>,
     progress: &mut dyn Progress,
 ) -> Result<Verified, Error> {
-    let mut container = open_container(archive)?;
+    verify_input(&ArchiveInput::binary(archive)?, sender, progress)
+}
+
+/// [`verify`] for any [`ArchiveInput`].
+pub fn verify_input(
+    archive: &ArchiveInput,
+    sender: ExpectedSender<'_>,
+    progress: &mut dyn Progress,
+) -> Result<Verified, Error> {
+    let mut container = container(archive)?;
     let (manifest, _) = authenticate(&mut container, sender)?;
     check_payload(&mut container, &manifest, None, progress)?;
     Ok(Verified {
         manifest,
-        archive_len: file_len(archive)?,
+        archive_len: archive.len(),
     })
 }
 
 /// Verifies everything, then decrypts into `out_dir`, which must not exist.
-/// On any failure nothing is left behind.
+/// On any failure nothing is left behind. `archive` is a binary archive file;
+/// [`open_input`] also takes armor and pipes.
 pub fn open(
     archive: &Path,
     key: &PrivateKeyInfo,
@@ -197,8 +206,28 @@ pub fn open(
     if out_dir.exists() {
         return Err(Error::already_exists(out_dir));
     }
+    open_input(
+        &ArchiveInput::binary(archive)?,
+        key,
+        sender,
+        out_dir,
+        progress,
+    )
+}
+
+/// [`open`] for any [`ArchiveInput`].
+pub fn open_input(
+    archive: &ArchiveInput,
+    key: &PrivateKeyInfo,
+    sender: ExpectedSender<'_>,
+    out_dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<Opened, Error> {
+    if out_dir.exists() {
+        return Err(Error::already_exists(out_dir));
+    }
     // 1. Container rules.
-    let mut container = open_container(archive)?;
+    let mut container = container(archive)?;
     // 2–5. Signature, manifest rules, sender, keys.bin digest.
     let (manifest, keys_bin) = authenticate(&mut container, sender)?;
     // 6. Find our wrapped key and unwrap it. Not being a recipient and a failed
@@ -297,14 +326,16 @@ pub fn open(
 }
 
 /// Reads the manifest without checking the signature, for `inspect`.
+/// `archive` is a binary archive file; [`inspect_input`] also takes armor and pipes.
 pub fn inspect(archive: &Path) -> Result<(CheckedManifest, u64), Error> {
-    let mut container = open_container(archive)?;
-    let manifest = Manifest::parse(&container.read_manifest()?)?;
-    Ok((manifest, file_len(archive)?))
+    inspect_input(&ArchiveInput::binary(archive)?)
 }
 
-fn file_len(path: &Path) -> Result<u64, Error> {
-    Ok(fs::metadata(path).map_err(|e| Error::io_at(path, e))?.len())
+/// [`inspect`] for any [`ArchiveInput`].
+pub fn inspect_input(archive: &ArchiveInput) -> Result<(CheckedManifest, u64), Error> {
+    let mut container = container(archive)?;
+    let manifest = Manifest::parse(&container.read_manifest()?)?;
+    Ok((manifest, archive.len()))
 }
 
 /// Writes the message and the files into the staging directory.

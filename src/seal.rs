@@ -4,7 +4,7 @@
 //! The output is written to a temporary file beside the destination and renamed
 //! into place only when complete and synced, so no partial archive ever appears.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -110,6 +110,94 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
     rng: &mut R,
     progress: &mut dyn Progress,
 ) -> Result<SealReport, Error> {
+    seal_to(
+        req,
+        Destination::File {
+            path: out,
+            armor: false,
+        },
+        rng,
+        progress,
+    )
+}
+
+/// Where [`seal_to`] writes the archive.
+pub enum Destination<'a> {
+    /// A new file, written to a temporary file beside it and renamed into place
+    /// when complete and synced; `armor` writes the text form.
+    File { path: &'a Path, armor: bool },
+    /// A stream such as standard output. The archive is built in an anonymous
+    /// private temporary file and copied out once complete; a failure before
+    /// that writes nothing to the stream.
+    Writer { out: &'a mut dyn Write, armor: bool },
+}
+
+impl Destination<'_> {
+    fn armored(&self) -> bool {
+        match self {
+            Destination::File { armor, .. } | Destination::Writer { armor, .. } => *armor,
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Destination::File { path, .. } => path.display().to_string(),
+            Destination::Writer { .. } => "the archive".into(),
+        }
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+fn temp_beside(out: &Path) -> Result<tempfile::NamedTempFile, Error> {
+    let dir = parent_dir(out);
+    tempfile::Builder::new()
+        .prefix(".sxf-seal-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            Error::io(
+                format!("creating a temporary file in {}", dir.display()),
+                crate::fsutil::without_temp_path(e),
+            )
+        })
+}
+
+/// Copies the finished binary archive to `out`, armoring it if asked.
+fn copy_out(
+    source: &std::fs::File,
+    out: impl Write,
+    armor: bool,
+    stop: &crate::StopFlag,
+    progress: &mut dyn Progress,
+) -> std::io::Result<()> {
+    let total = source.metadata()?.len();
+    let mut source = stop.guard(std::io::BufReader::with_capacity(1 << 16, source));
+    let mut out = BufWriter::with_capacity(1 << 16, out);
+    progress.begin(if armor { "armoring" } else { "writing" }, total);
+    let result = if armor {
+        let mut w = crate::armor::ArmorWriter::new(&mut out)?;
+        std::io::copy(&mut source, &mut w).and_then(|_| w.finish().map(|_| ()))
+    } else {
+        std::io::copy(&mut source, &mut out).map(|_| ())
+    };
+    progress.end();
+    result?;
+    out.flush()
+}
+
+/// Seals to a file or a stream, in binary or armored form.
+pub fn seal_to<R: TryCryptoRng + ?Sized>(
+    req: SealRequest<'_>,
+    dest: Destination<'_>,
+    rng: &mut R,
+    progress: &mut dyn Progress,
+) -> Result<SealReport, Error> {
     if req.message.is_empty() && req.images.is_empty() && req.attachments.is_empty() {
         return Err(Error::Usage(
             "nothing to seal: give a message, an image or an attachment".into(),
@@ -136,9 +224,12 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         }
         recipient_fps.push(r.fingerprint().clone());
     }
-    if out.exists() {
-        return Err(Error::already_exists(out));
+    if let Destination::File { path, .. } = &dest
+        && path.exists()
+    {
+        return Err(Error::already_exists(path));
     }
+    let armor = dest.armored();
 
     // Attachments first: they are cheap to check, and `--fit` must know their size.
     let stop = crate::StopFlag::of(progress);
@@ -188,7 +279,16 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
                 sender: req.sender,
                 recipients: req.recipients,
             };
-            let fixed = sizer.archive_len(&vec![0; req.images.len()]);
+            // With armor, --fit limits the text that is written.
+            let output_len = |sizes: &[u64]| {
+                let n = sizer.archive_len(sizes);
+                if armor {
+                    crate::armor::armored_len(n)
+                } else {
+                    n
+                }
+            };
+            let fixed = output_len(&vec![0; req.images.len()]);
             if fixed > limit {
                 return Err(Error::Usage(format!(
                     "cannot fit the archive in {}: the message, attachments and headers alone take {}",
@@ -202,7 +302,7 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
                 threads,
                 &stop,
                 limit,
-                &|sizes| sizer.archive_len(sizes),
+                &|sizes| output_len(sizes),
             )
             .map_err(batch_error)?;
             match outcome {
@@ -263,25 +363,33 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         keys_bin.extend_from_slice(&wrapped);
     }
 
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+    // The binary archive is built in a seekable file (the ZIP writer goes back to
+    // fill in headers): the temporary file beside `out` that becomes the archive,
+    // or, for armor and streams, an anonymous private one that is then encoded.
+    let dest_name = dest.name();
+    let write_err = |e| Error::io(format!("writing {dest_name}"), e);
+    let named = match &dest {
+        Destination::File { path, armor: false } => Some(temp_beside(path)?),
+        _ => None,
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".sxf-seal-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            Error::io(
-                format!("creating a temporary file in {}", dir.display()),
-                crate::fsutil::without_temp_path(e),
-            )
-        })?;
-    let write_err = |e| Error::io(format!("writing {}", out.display()), e);
+    let anonymous = match &dest {
+        Destination::File { path, armor: true } => Some(
+            tempfile::tempfile_in(parent_dir(path))
+                .map_err(|e| Error::io("creating a private temporary file", e))?,
+        ),
+        Destination::Writer { .. } => Some(
+            tempfile::tempfile().map_err(|e| Error::io("creating a private temporary file", e))?,
+        ),
+        Destination::File { armor: false, .. } => None,
+    };
+    let bin: &std::fs::File = match (&named, &anonymous) {
+        (Some(t), _) => t.as_file(),
+        (None, Some(f)) => f,
+        (None, None) => unreachable!("one of the two is made above"),
+    };
 
-    let mut writer =
-        ContainerWriter::new(BufWriter::with_capacity(1 << 16, tmp.as_file()), &keys_bin)
-            .map_err(write_err)?;
+    let mut writer = ContainerWriter::new(BufWriter::with_capacity(1 << 16, bin), &keys_bin)
+        .map_err(write_err)?;
     let header = mac_header(req.sender.fingerprint(), &recipient_fps);
     progress.begin("sealing", plaintext_len);
     let plaintext = stop.guard(plan.into_reader());
@@ -329,8 +437,12 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
         .map_err(write_err)?;
     buffered.flush().map_err(write_err)?;
     drop(buffered);
-    tmp.as_file().sync_all().map_err(write_err)?;
-    let archive_len = tmp.as_file().metadata().map_err(write_err)?.len();
+    let binary_len = bin.metadata().map_err(write_err)?.len();
+    let archive_len = if armor {
+        crate::armor::armored_len(binary_len)
+    } else {
+        binary_len
+    };
     if let Some(limit) = req.fit
         && archive_len > limit
     {
@@ -340,16 +452,50 @@ pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
             archive_len
         )));
     }
-    // A stop asked for while signing or syncing still wins: nothing is published.
     stop.check()?;
-    tmp.persist_noclobber(out).map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::already_exists(out)
-        } else {
-            write_err(e.error)
+
+    match dest {
+        Destination::File { path: out, armor } => {
+            let tmp = match named {
+                Some(tmp) => tmp,
+                None => {
+                    let tmp = temp_beside(out)?;
+                    let mut source = bin;
+                    source.seek(SeekFrom::Start(0)).map_err(write_err)?;
+                    copy_out(source, tmp.as_file(), armor, &stop, progress).map_err(|e| {
+                        if stop.is_set() {
+                            Error::Interrupted
+                        } else {
+                            write_err(e)
+                        }
+                    })?;
+                    tmp
+                }
+            };
+            tmp.as_file().sync_all().map_err(write_err)?;
+            // A stop asked for while signing or syncing still wins: nothing is published.
+            stop.check()?;
+            tmp.persist_noclobber(out).map_err(|e| {
+                if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::already_exists(out)
+                } else {
+                    write_err(e.error)
+                }
+            })?;
+            crate::fsutil::sync_parent_dir(out);
         }
-    })?;
-    crate::fsutil::sync_parent_dir(out);
+        Destination::Writer { out, armor } => {
+            let mut source = bin;
+            source.seek(SeekFrom::Start(0)).map_err(write_err)?;
+            copy_out(source, out, armor, &stop, progress).map_err(|e| {
+                if stop.is_set() {
+                    Error::Interrupted
+                } else {
+                    write_err(e)
+                }
+            })?;
+        }
+    }
 
     Ok(SealReport {
         images,

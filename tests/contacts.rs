@@ -109,7 +109,10 @@ fn contacts_add_prints_the_fingerprint_and_the_name_then_works_as_to() {
         stderr(&opened)
     );
     let verified = bob.sxf().arg("verify").arg(&archive).assert().success();
-    assert!(stdout(&verified).contains("sealed by alice ("));
+    assert!(stdout(&verified).starts_with(&format!(
+        "verified: from alice ({})",
+        fingerprint("alice.pub")
+    )));
 }
 
 #[test]
@@ -292,29 +295,219 @@ fn contacts_add_reads_the_key_from_standard_input() {
 }
 
 #[test]
-fn a_path_wins_over_a_contact_of_the_same_name() {
+fn a_stray_file_named_like_a_contact_never_stands_in_for_it() {
     let h = Home::new();
     h.set_identity("alice.key");
     h.add("bob", "bob.pub");
-    // A file named like the contact, holding another key: the file is used.
-    fs::copy(key("carol.pub"), h.path("bob")).unwrap();
+    // Someone leaves mallory's key in a file called `bob`: the contact is used.
+    fs::copy(key("mallory.pub"), h.path("bob")).unwrap();
     let e = stderr(
         &h.run(&["seal", "--to", "bob", "--no-self", "-m", "x", "-o", "x.sxf"])
             .success(),
     );
-    assert!(e.contains(&fingerprint("carol.pub")), "{e}");
-    assert!(!e.contains(&fingerprint("bob.pub")), "{e}");
-    // `./bob.pub`-style arguments are always paths, even without the file.
+    assert!(
+        e.contains(&format!("bob ({})", fingerprint("bob.pub"))),
+        "{e}"
+    );
+    assert!(!e.contains(&fingerprint("mallory.pub")), "{e}");
+    // Written as a path, it is the file, and is not called bob.
     let e = stderr(
-        &h.run(&["seal", "--to", "dave.pub", "-m", "x", "-o", "y.sxf"])
+        &h.run(&[
+            "seal",
+            "--to",
+            "./bob",
+            "--no-self",
+            "-m",
+            "x",
+            "-o",
+            "y.sxf",
+        ])
+        .success(),
+    );
+    assert!(
+        e.contains(&format!(
+            "recipient  ./bob ({})",
+            fingerprint("mallory.pub")
+        )),
+        "{e}"
+    );
+    // `--from bob` checks against the contact, so mallory's archive is refused.
+    let m = Home::new();
+    m.sxf()
+        .args(["seal", "-m", "from mallory", "-o", "m.sxf", "--sign"])
+        .arg(key("mallory.key"))
+        .arg("--to")
+        .arg(key("alice.pub"))
+        .assert()
+        .success();
+    h.sxf()
+        .arg("verify")
+        .arg(m.path("m.sxf"))
+        .args(["--from", "bob"])
+        .assert()
+        .code(1);
+    // A word that is neither: clear sentences.
+    let e = stderr(
+        &h.run(&["seal", "--to", "dave.pub", "-m", "x", "-o", "z.sxf"])
             .code(2),
     );
     assert!(e.contains("dave.pub"), "{e}");
     let e = stderr(
-        &h.run(&["seal", "--to", "nobody", "-m", "x", "-o", "y.sxf"])
+        &h.run(&["seal", "--to", "nobody", "-m", "x", "-o", "z.sxf"])
             .code(2),
     );
     assert!(e.contains("no contact named nobody"), "{e}");
+}
+
+#[test]
+fn an_archive_that_names_a_contact_but_is_signed_by_another_key_is_refused() {
+    // mallory signs, but the manifest names bob as the sender: without --from
+    // the lookup finds bob, and the signature is checked against bob's saved key.
+    let dir = tempfile::tempdir().unwrap();
+    let genuine = dir.path().join("genuine.sxf");
+    sxf()
+        .args(["seal", "--no-self", "-m", "hi", "-o"])
+        .arg(&genuine)
+        .arg("--sign")
+        .arg(key("bob.key"))
+        .arg("--to")
+        .arg(key("alice.pub"))
+        .assert()
+        .success();
+    let forged = dir.path().join("forged.sxf");
+    let bytes = fs::read(&genuine).unwrap();
+    let manifest = common::entry(&bytes, "manifest.toml");
+    let signature = common::pss_sign("mallory.key", &manifest);
+    fs::write(
+        &forged,
+        common::with_entry(&bytes, "signature.bin", &signature),
+    )
+    .unwrap();
+
+    let h = Home::new();
+    h.set_identity("alice.key");
+    h.add("bob", "bob.pub");
+    let out = h.path("out");
+    let r = h
+        .sxf()
+        .arg("open")
+        .arg(&forged)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1);
+    assert!(stderr(&r).contains("not authentic"), "{}", stderr(&r));
+    assert!(stdout(&r).is_empty());
+    assert!(!out.exists());
+    // The genuine one opens.
+    h.sxf()
+        .arg("open")
+        .arg(&genuine)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout("hi\n");
+}
+
+#[test]
+fn the_printed_contacts_add_command_names_hostile_file_names_exactly() {
+    let alice = Home::new();
+    alice.set_identity("alice.key");
+    let bob = Home::new();
+    let alice_fp = fingerprint("alice.pub");
+    for name in ["--replace", "a b$(touch pwned)'x.sxf", "-x.sxf", "=ls"] {
+        alice
+            .sxf()
+            .args(["seal", "-m", "x", "-o"])
+            .arg(alice.path(name))
+            .arg("--to")
+            .arg(key("bob.pub"))
+            .assert()
+            .success();
+        let r = bob
+            .sxf()
+            .args(["verify", "--", name])
+            .current_dir(alice.dir.path())
+            .assert()
+            .code(1);
+        let e = stderr(&r);
+        let line = e
+            .lines()
+            .find(|l| l.trim_start().starts_with("sxf contacts add"))
+            .unwrap_or_else(|| panic!("{e}"));
+        let argv = shell_words(line.trim());
+        assert_eq!(
+            argv[..5],
+            ["sxf", "contacts", "add", "NAME", "--fingerprint"],
+            "{line}"
+        );
+        assert_eq!(argv[5], alice_fp);
+        let expected = if name.starts_with('-') {
+            format!("./{name}")
+        } else {
+            name.to_string()
+        };
+        assert_eq!(argv[6], expected, "{line}");
+        assert_eq!(argv.len(), 7, "{line}");
+    }
+    assert!(!alice.path("pwned").exists());
+}
+
+/// Splits a command as sh would, for the quoting sxf uses: plain words and
+/// single-quoted words with `'\''` escapes.
+fn shell_words(command: &str) -> Vec<String> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "for a in {command}; do printf '%s\\0' \"$a\"; done"
+        ))
+        .output()
+        .unwrap();
+    out.stdout
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8(w.to_vec()).unwrap())
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_contacts_file_others_can_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Home::new();
+    h.add("bob", "bob.pub");
+    let file = h.config().join("contacts.toml");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
+    let e = stderr(&h.run(&["contacts", "list"]).code(2));
+    assert!(e.contains("other users can change it"), "{e}");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(h.config(), fs::Permissions::from_mode(0o777)).unwrap();
+    let e = stderr(&h.run(&["contacts", "list"]).code(2));
+    assert!(e.contains("other users can change it"), "{e}");
+    fs::set_permissions(h.config(), fs::Permissions::from_mode(0o700)).unwrap();
+    // A symlink in place of the file is refused too.
+    let elsewhere = h.path("elsewhere.toml");
+    fs::rename(&file, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+    let e = stderr(&h.run(&["contacts", "list"]).code(2));
+    assert!(e.contains("not a regular file"), "{e}");
+}
+
+#[test]
+fn keygen_identity_with_a_damaged_identity_file_writes_no_key() {
+    let h = Home::new();
+    fs::create_dir_all(h.config()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(h.config(), fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    fs::write(h.config().join("identity.toml"), "key_file = 3\n").unwrap();
+    h.run(&["keygen", "me", "--identity", "--no-passphrase"])
+        .code(2);
+    assert!(!h.config().join("me.key").exists());
+    assert!(!h.config().join("me.pub").exists());
 }
 
 #[test]

@@ -1491,3 +1491,26 @@ fn fetch_refuses_a_message_over_its_own_max_size_and_leaves_it_waiting() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(read(&out.join(format!("{id}.sxf"))), read(&msg));
 }
+
+// ---------------------------------------------------------------- armor
+
+/// `send` un-armors: the server stores, and `fetch` gets, the binary archive.
+#[test]
+fn send_of_an_armored_archive_stores_the_binary_form() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "armored by email", 1_000);
+    let mut w = sxf::armor::ArmorWriter::new(Vec::new()).unwrap();
+    w.write_all(&read(&msg)).unwrap();
+    let armored = dir.path().join("m.sxf.asc");
+    std::fs::write(&armored, w.finish().unwrap()).unwrap();
+    let id = server.send_ok(&armored);
+    let out = dir.path().join("in");
+    let o = server.fetch("bob", &out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        read(&out.join(format!("{id}.sxf"))),
+        read(&msg),
+        "binary, byte-exact"
+    );
+}

@@ -17,6 +17,12 @@ fn repo(p: &str) -> PathBuf {
 
 /// Runs the binary under `/usr/bin/time -f %M` and returns its peak RSS in KiB.
 fn run_measured(args: &[&str]) -> u64 {
+    run_timed(args).0
+}
+
+/// Runs the binary under `/usr/bin/time`; returns its peak RSS in KiB and its
+/// wall time in seconds.
+fn run_timed(args: &[&str]) -> (u64, f64) {
     let time = Path::new("/usr/bin/time");
     assert!(
         time.exists(),
@@ -24,18 +30,24 @@ fn run_measured(args: &[&str]) -> u64 {
     );
     let out = Command::new(time)
         .arg("-f")
-        .arg("peak-rss-kib=%M")
+        .arg("peak-rss-kib=%M\nwall-s=%e")
         .arg(env!("CARGO_BIN_EXE_sxf"))
         .args(args)
         .output()
         .expect("run sxf under /usr/bin/time");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "sxf {args:?} failed: {stderr}");
-    stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("peak-rss-kib="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"))
+    let field = |name: &str| {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in: {stderr}"))
+    };
+    (
+        field("peak-rss-kib=").parse().unwrap(),
+        field("wall-s=").parse().unwrap(),
+    )
 }
 
 fn sha256_file(path: &Path) -> [u8; 32] {
@@ -151,4 +163,57 @@ fn archives_over_4_gib_use_zip64_and_still_open() {
         &p(&out),
     ]);
     assert_eq!(sha256_file(&out.join("huge.bin")), sha256_file(&big));
+}
+
+/// ASCII armor streams too: a 1 GiB attachment sealed with `--armor` and the
+/// armored archive opened (decoded once into a private temporary file, then
+/// opened) each stay under the same 100 MiB peak RSS. Writes about 4.5 GB, so it
+/// runs on request:
+/// `cargo test --release --test large_input -- --ignored armored`.
+#[test]
+#[ignore]
+fn armored_1_gib_seal_and_open_stream_in_bounded_memory() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let big = dir.path().join("big.bin");
+    File::create(&big).unwrap().set_len(1 << 30).unwrap();
+    let archive = dir.path().join("big.sxf.asc");
+    let out = dir.path().join("opened");
+    let p = |x: &Path| x.to_str().unwrap().to_owned();
+    let (alice_key, alice_pub) = (p(&repo("keys/alice.key")), p(&repo("keys/alice.pub")));
+    let (bob_key, bob_pub) = (p(&repo("keys/bob.key")), p(&repo("keys/bob.pub")));
+    let (seal_rss, seal_s) = run_timed(&[
+        "seal",
+        "--to",
+        &bob_pub,
+        "--sign",
+        &alice_key,
+        "--armor",
+        "--attach",
+        &p(&big),
+        "-o",
+        &p(&archive),
+    ]);
+    let (open_rss, open_s) = run_timed(&[
+        "open",
+        &p(&archive),
+        "--key",
+        &bob_key,
+        "--from",
+        &alice_pub,
+        "-o",
+        &p(&out),
+    ]);
+    let armored_len = std::fs::metadata(&archive).unwrap().len();
+    assert_eq!(sha256_file(&out.join("big.bin")), sha256_file(&big));
+    eprintln!(
+        "1 GiB armored ({armored_len} bytes of text): seal --armor {seal_rss} KiB peak RSS, {seal_s:.1} s; open {open_rss} KiB, {open_s:.1} s"
+    );
+    assert!(
+        seal_rss < RSS_LIMIT_KIB,
+        "seal --armor peak RSS {seal_rss} KiB"
+    );
+    assert!(
+        open_rss < RSS_LIMIT_KIB,
+        "armored open peak RSS {open_rss} KiB"
+    );
 }

@@ -315,3 +315,41 @@ fn the_recipe_agrees_with_the_test_vectors() {
     assert!(checked >= 10, "only {checked} vectors checked");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Step 0 of the recipe: `sxf seal --armor` output decodes with `base64 -d` and
+/// opens by hand to the same message.
+#[test]
+fn the_recipe_opens_what_sxf_seals_with_armor() {
+    require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let keys = root().join("keys");
+    let message = "armored, by hand\n";
+    let archive = dir.join("sealed.sxf.asc");
+    Command::cargo_bin("sxf")
+        .unwrap()
+        .arg("seal")
+        .arg("--to")
+        .arg(keys.join("bob.pub"))
+        .arg("--sign")
+        .arg(keys.join("alice.key"))
+        .args(["-m", message, "--armor", "-o"])
+        .arg(&archive)
+        .assert()
+        .success();
+    assert!(
+        fs::read_to_string(&archive)
+            .unwrap()
+            .starts_with("-----BEGIN SXF ARCHIVE-----\n")
+    );
+    let out = dir.join("by-hand");
+    let run = run_recipe(
+        dir,
+        &archive,
+        &keys.join("alice.pub"),
+        &keys.join("bob.key"),
+        &out,
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(text(&run.stdout), message);
+}

@@ -215,3 +215,53 @@ fn the_vector_set_covers_every_class() {
     assert_eq!(basic.1.from, "keys/alice.pub");
     assert_eq!(basic.1.key, "keys/bob.key");
 }
+
+/// The armored vectors: the accepted forms open like `basic`, and every rejected
+/// form is rejected by the armor rules themselves (not later, by chance, by the
+/// container rules).
+#[test]
+fn armor_vectors_fail_on_the_armor_rule_they_break() {
+    let vectors = vectors();
+    let armored: Vec<_> = vectors
+        .iter()
+        .filter(|(name, _)| name.starts_with("armor-"))
+        .collect();
+    for accepted in ["armor-basic", "armor-crlf", "armor-whitespace"] {
+        assert!(
+            armored
+                .iter()
+                .any(|(n, e)| n == accepted && e.expect == "success"),
+            "{accepted} is a success vector"
+        );
+    }
+    assert!(
+        armored
+            .iter()
+            .filter(|(_, e)| e.expect == "malformed")
+            .count()
+            >= 10
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    // A byte order mark is not a byte that starts armor: that input is read as a
+    // binary archive, and the container rules reject it.
+    for (name, e) in armored
+        .iter()
+        .filter(|(n, e)| e.expect == "malformed" && n != "armor-byte-order-mark")
+    {
+        let output = Command::cargo_bin("sxf")
+            .unwrap()
+            .current_dir(root())
+            .arg("verify")
+            .arg(vectors_dir().join(format!("{name}.sxf")))
+            .args(["--from", &e.from])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains("not a valid sxf archive: bad ASCII armor on line"),
+            "{name}: {stderr}"
+        );
+    }
+    drop(tmp);
+}

@@ -19,9 +19,10 @@ pub(crate) struct FingerprintArgs {
 }
 
 pub(crate) fn run(a: FingerprintArgs) -> Result<()> {
-    let (key, format) = a.passphrase.source().with_passphrase(&a.keyfile, |ask| {
-        keys::public_key_of_file(&a.keyfile, ask)
-    })?;
+    let (key, format) = a
+        .passphrase
+        .source()
+        .with_passphrase(&a.keyfile, |ask| keys::public_key_of_file(&a.keyfile, ask))?;
     println!("{}", key.fingerprint());
     output::fingerprint_for_people(&key, format);
     Ok(())

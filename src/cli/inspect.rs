@@ -5,20 +5,25 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::input::{SpoolArgs, load_archive, shown_name};
 use super::output::human_bytes;
+use super::progress::TerminalProgress;
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// The .sxf file
+    /// The .sxf file (binary or armored), or - for standard input
     file: PathBuf,
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    spool: SpoolArgs,
 }
 
 pub(crate) fn run(a: InspectArgs) -> Result<()> {
+    let archive = load_archive(&a.file, &a.spool, &mut TerminalProgress::new())?;
     let (m, archive_len) =
-        sxf::open::inspect(&a.file).with_context(|| a.file.display().to_string())?;
+        sxf::open::inspect_input(&archive).with_context(|| shown_name(&a.file))?;
     let man = &m.manifest;
     if a.json {
         let value = serde_json::json!({
@@ -37,7 +42,7 @@ pub(crate) fn run(a: InspectArgs) -> Result<()> {
     }
     println!(
         "{} (not verified: use sxf verify --from PUB)",
-        a.file.display()
+        shown_name(&a.file)
     );
     println!("format      {}", man.format);
     println!("created     {}", man.created);

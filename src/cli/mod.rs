@@ -3,12 +3,13 @@
 //! turns them into library calls. Printing helpers are in `output.rs`; the
 //! library never prints.
 
-mod contacts;
 mod completions;
+mod contacts;
 mod dropbox;
 mod fetch;
 mod fingerprint;
 mod identity;
+mod input;
 mod inspect;
 mod keygen;
 mod man;

@@ -9,13 +9,14 @@ use clap::Args;
 
 use sxf::keys::PrivateKeyInfo;
 
+use super::input::{SpoolArgs, is_unnamed, load_archive, shown_name, without_text_suffix};
 use super::output::{terminal_safe, warn_any_sender};
 use super::progress::TerminalProgress;
 use super::shared::{Keyring, PassphraseArgs, Sender, SenderArgs, choose_sender};
 
 #[derive(Debug, Args)]
 pub(crate) struct OpenArgs {
-    /// The .sxf file
+    /// The .sxf file (binary or armored), or - for standard input
     file: PathBuf,
     /// Your private key (default: your identity, see `sxf identity`)
     #[arg(long, value_name = "KEY")]
@@ -23,10 +24,13 @@ pub(crate) struct OpenArgs {
     #[command(flatten)]
     sender: SenderArgs,
     /// Output directory (must not exist); default: the archive's name without .sxf
+    /// (required when the archive comes from standard input or a pipe)
     #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
     out_dir: Option<PathBuf>,
     #[command(flatten)]
     passphrase: PassphraseArgs,
+    #[command(flatten)]
+    spool: SpoolArgs,
 }
 
 /// The archive's name without `.sxf`, reduced to a plain, visible file name: the
@@ -43,26 +47,33 @@ fn default_out_dir(file: &Path) -> Result<PathBuf> {
 }
 
 pub(crate) fn run(a: OpenArgs) -> Result<()> {
-    let mut keyring = Keyring::new();
-    let sender = choose_sender(&a.sender, &a.file, &mut keyring)?;
-    // The cheap checks first: a bad archive or the wrong sender never costs a
-    // passphrase prompt. `open` below makes every check again, in order.
-    sxf::open::check_archive(&a.file, sender.expected())
-        .with_context(|| a.file.display().to_string())?;
     let out_dir = match &a.out_dir {
         Some(d) => d.clone(),
-        None => default_out_dir(&a.file)?,
+        None if is_unnamed(&a.file) => bail!(
+            "{} has no file name to name the output directory after; give -o DIR",
+            shown_name(&a.file)
+        ),
+        None => default_out_dir(&without_text_suffix(&a.file))?,
     };
     if out_dir.exists() {
         bail!("{} already exists; sxf never overwrites", out_dir.display());
     }
+    let mut progress = TerminalProgress::new();
+    let archive = load_archive(&a.file, &a.spool, &mut progress)?;
+    let mut keyring = Keyring::new();
+    let sender = choose_sender(&a.sender, &archive, &a.file, &mut keyring)?;
+    // The cheap checks first: a bad archive or the wrong sender never costs a
+    // passphrase prompt. `open_input` below makes every check again, in order.
+    sxf::open::check_archive(&archive, sender.expected()).with_context(|| shown_name(&a.file))?;
     let key = keyring.load_private_key(a.key.as_deref(), "--key", &a.passphrase.source())?;
-    open_and_report(&a.file, &key, &sender, &out_dir, true)
+    let opened = sxf::open::open_input(&archive, &key, sender.expected(), &out_dir, &mut progress)
+        .with_context(|| shown_name(&a.file))?;
+    report(&opened, &sender)
 }
 
-/// Opens one archive into `out_dir` and reports exactly as `sxf open` does.
-/// `sxf fetch --open` shares it, with
-/// `own_signals` false so that Ctrl-C keeps its usual meaning in `fetch --watch`.
+/// Opens one archive file into `out_dir` and reports exactly as `sxf open`
+/// does. `sxf fetch --open` uses it, with `own_signals` false so that Ctrl-C
+/// keeps its usual meaning in `fetch --watch`.
 pub(crate) fn open_and_report(
     file: &Path,
     key: &PrivateKeyInfo,
@@ -77,6 +88,11 @@ pub(crate) fn open_and_report(
     };
     let opened = sxf::open::open(file, key, sender.expected(), out_dir, &mut progress)
         .with_context(|| file.display().to_string())?;
+    report(&opened, sender)
+}
+
+/// What `open` prints: who sealed it, the files written, and the message.
+fn report(opened: &sxf::open::Opened, sender: &Sender) -> Result<()> {
     let fp = opened.manifest.sender.fingerprint();
     match sender {
         Sender::Known(k) => eprintln!(

@@ -27,9 +27,10 @@ pub(crate) struct PubkeyArgs {
 }
 
 pub(crate) fn run(a: PubkeyArgs) -> Result<()> {
-    let (key, _) = a.passphrase.source().with_passphrase(&a.keyfile, |ask| {
-        keys::public_key_of_file(&a.keyfile, ask)
-    })?;
+    let (key, _) = a
+        .passphrase
+        .source()
+        .with_passphrase(&a.keyfile, |ask| keys::public_key_of_file(&a.keyfile, ask))?;
     if a.ssh {
         println!("{}", key.to_openssh());
     } else {

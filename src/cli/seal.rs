@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use sxf::images::{DEFAULT_QUALITY, ImageOptions};
+use sxf::seal::Destination;
 
 use super::output::{human_bytes, shown_path};
 use super::progress::TerminalProgress;
@@ -59,9 +60,12 @@ pub(crate) struct SealArgs {
     /// Photos to process at once (default: one per core)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
-    /// The archive to write; it must not exist
-    #[arg(short = 'o', long = "out", value_name = "OUT.sxf")]
+    /// The archive to write (it must not exist), or - for standard output
+    #[arg(short = 'o', long = "out", value_name = "OUT.sxf|-")]
     out: PathBuf,
+    /// Write the archive as ASCII armor (text for email), not binary
+    #[arg(short = 'a', long)]
+    armor: bool,
     #[command(flatten)]
     passphrase: PassphraseArgs,
 }
@@ -142,6 +146,12 @@ fn check_inputs(a: &SealArgs) -> Result<()> {
 }
 
 pub(crate) fn run(a: SealArgs) -> Result<()> {
+    let to_stdout = super::input::is_stdin(&a.out);
+    if to_stdout && !a.armor && std::io::stdout().is_terminal() {
+        bail!(
+            "refusing to write a binary archive to a terminal; redirect standard output (> FILE.sxf), or use --armor for text"
+        );
+    }
     let no_files = a.images.is_empty() && a.attachments.is_empty();
     // Known to be empty before anything is loaded: say so at once.
     let no_source = a.message.is_none() && a.message_file.is_none();
@@ -195,7 +205,20 @@ pub(crate) fn run(a: SealArgs) -> Result<()> {
         fit: a.fit,
         threads: a.jobs.map(usize::from),
     };
-    let report = sxf::seal::seal(request, &a.out, &mut TerminalProgress::new())?;
+    let mut progress = TerminalProgress::new();
+    let mut stdout = std::io::stdout().lock();
+    let destination = if to_stdout {
+        Destination::Writer {
+            out: &mut stdout,
+            armor: a.armor,
+        }
+    } else {
+        Destination::File {
+            path: &a.out,
+            armor: a.armor,
+        }
+    };
+    let report = sxf::seal::seal_to(request, destination, &mut rand::rngs::SysRng, &mut progress)?;
     for img in &report.images {
         eprintln!(
             "  image {}: {} {}x{} -> {} {}x{}, {}",
@@ -224,11 +247,16 @@ pub(crate) fn run(a: SealArgs) -> Result<()> {
         eprintln!("  attachment {}: {}", shown_path(path), human_bytes(*len));
     }
     eprintln!(
-        "sealed {} ({})",
-        shown_path(&a.out),
+        "sealed {}{} ({})",
+        if to_stdout {
+            "to standard output".to_string()
+        } else {
+            shown_path(&a.out)
+        },
+        if a.armor { ", armored" } else { "" },
         human_bytes(report.archive_len)
     );
-    let sender_label = keyring.label_for(sender.public(), String::new())?;
+    let sender_label = keyring.label_for(sender.public())?.unwrap_or_default();
     eprintln!("  sender     {}", labelled(&sender_label, &report.sender));
     for r in &report.recipients {
         let label = named

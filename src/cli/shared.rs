@@ -3,13 +3,15 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use sxf::contacts::{ConfigDir, ContactName, Contacts, Identity};
+use sxf::input::ArchiveInput;
 use sxf::keys::{self, Fingerprint, PrivateKeyInfo, PublicKeyInfo};
 use sxf::open::ExpectedSender;
 
+use super::input::{is_unnamed, shown_name};
 use super::output::shown_path;
 use super::passphrase::PassphraseSource;
 
@@ -86,47 +88,66 @@ impl Keyring {
         Ok(self.identity.as_ref().expect("just loaded").as_ref())
     }
 
-    /// What to call a key in output: its contact name, "you" for your identity,
-    /// or `fallback`.
-    pub(crate) fn label_for(&mut self, key: &PublicKeyInfo, fallback: String) -> Result<String> {
-        if let Some(c) = self.contacts()?.by_fingerprint(key.fingerprint()) {
-            return Ok(c.name.to_string());
+    /// The saved key with this fingerprint, named: a contact, or "you" for
+    /// your identity.
+    pub(crate) fn known_key(&mut self, fp: &Fingerprint) -> Result<Option<NamedKey>> {
+        if let Some(c) = self.contacts()?.by_fingerprint(fp) {
+            return Ok(Some(NamedKey {
+                key: c.key.clone(),
+                label: c.name.to_string(),
+            }));
         }
-        if self
+        Ok(self
             .identity()?
-            .is_some_and(|id| id.public.fingerprint() == key.fingerprint())
-        {
-            return Ok("you".to_string());
-        }
-        Ok(fallback)
+            .filter(|id| id.public.fingerprint() == fp)
+            .map(|id| NamedKey {
+                key: id.public.clone(),
+                label: "you".to_string(),
+            }))
     }
 
-    /// A `--to`/`--from` argument: a key file or a contact name. It is a file
-    /// when it contains a path separator or ends in `.pub`, or when a file by
-    /// that name exists (a path wins when both exist); otherwise a contact.
+    /// What to call a key in output: its contact name, "you", or `None`.
+    pub(crate) fn label_for(&mut self, key: &PublicKeyInfo) -> Result<Option<String>> {
+        Ok(self.known_key(key.fingerprint())?.map(|k| k.label))
+    }
+
+    /// A `--to`/`--from` argument: a key file or a contact name. It is a path
+    /// when it contains a path separator or ends in `.pub`, even if a contact
+    /// has that name. A bare word is a contact; only when no contact has that
+    /// name is a file of that name used, so a stray file can never stand in
+    /// for a contact.
     pub(crate) fn public_key(&mut self, arg: &OsStr) -> Result<NamedKey> {
         let path = Path::new(arg);
         let text = arg.to_string_lossy();
         let path_like = text.contains(std::path::is_separator) || text.ends_with(".pub");
-        if path_like || path.is_file() {
-            let key = load_public(path)?;
-            let label = self.label_for(&key, shown_path(path))?;
-            return Ok(NamedKey { key, label });
-        }
-        let name = ContactName::parse(&text).map_err(|_| {
-            anyhow!(
-                "{} is neither a key file nor a contact name",
-                shown_path(path)
-            )
-        })?;
-        match self.contacts()?.get(&name) {
-            Some(c) => Ok(NamedKey {
+        let name = ContactName::parse(&text).ok().filter(|_| !path_like);
+        if let Some(name) = &name
+            && let Some(c) = self.contacts()?.get(name)
+        {
+            return Ok(NamedKey {
                 key: c.key.clone(),
                 label: c.name.to_string(),
-            }),
-            None => bail!(
+            });
+        }
+        if path_like || path.is_file() {
+            let key = load_public(path)?;
+            // A bare word that names a file is not a contact: never let it
+            // read like one.
+            let label = match self.label_for(&key)? {
+                Some(name) => name,
+                None if path_like => shown_path(path),
+                None => format!("the key in {}", shown_path(path)),
+            };
+            return Ok(NamedKey { key, label });
+        }
+        match name {
+            Some(name) => bail!(
                 "no contact named {name} and no file {name}; `sxf contacts list` shows your contacts, \
                  and `sxf contacts add {name} KEYFILE` adds one"
+            ),
+            None => bail!(
+                "{} is neither a key file nor a contact name",
+                shown_path(path)
             ),
         }
     }
@@ -193,11 +214,12 @@ impl Sender {
 pub(crate) struct UnknownSender(pub Fingerprint);
 
 /// `--from`, `--any-sender`, or else the contact (or you) whose key the
-/// archive names. The name is only a lookup: open and verify then check the
-/// signature against the contact's own key.
+/// archive names. The name in the unverified manifest is only a lookup: the
+/// signature is then checked against the key saved for that contact.
 pub(crate) fn choose_sender(
     args: &SenderArgs,
-    archive: &Path,
+    archive: &ArchiveInput,
+    file: &Path,
     keyring: &mut Keyring,
 ) -> Result<Sender> {
     if args.any_sender {
@@ -206,40 +228,52 @@ pub(crate) fn choose_sender(
     if let Some(from) = &args.from {
         return Ok(Sender::Known(keyring.public_key(from)?));
     }
-    let (manifest, _) = sxf::open::inspect(archive).with_context(|| shown_path(archive))?;
-    let claimed = manifest.sender;
-    let label = keyring.label_for(&claimed, String::new())?;
-    if !label.is_empty() {
-        return Ok(Sender::Known(NamedKey {
-            key: claimed,
-            label,
-        }));
+    let (manifest, _) = sxf::open::inspect_input(archive).with_context(|| shown_name(file))?;
+    let claimed = manifest.sender.fingerprint();
+    if let Some(known) = keyring.known_key(claimed)? {
+        return Ok(Sender::Known(known));
     }
-    let fp = claimed.fingerprint();
+    let archive_word = match shell_word(file) {
+        Some(word) if !is_unnamed(file) => word,
+        _ => "FILE.sxf".to_string(),
+    };
     eprintln!(
-        "{} is signed by a key that is not one of your contacts:\n  {fp}\n  read aloud: {}\n\
+        "{} is signed by a key that is not one of your contacts:\n  {claimed}\n  read aloud: {}\n\
          If you know whose key it is, compare the fingerprint with them (in person, or by phone), \
-         then save it and open the archive again:\n  sxf contacts add NAME --fingerprint {fp} {}\n\
+         then save it{} and run this command again:\n  sxf contacts add NAME --fingerprint {claimed} {archive_word}\n\
          Or name the sender's key with --from NAME|PUB, or accept any sender with --any-sender.",
-        shown_path(archive),
-        fp.grouped(),
-        shell_word(archive),
+        shown_name(file),
+        claimed.grouped(),
+        if archive_word == "FILE.sxf" {
+            " (with the archive saved as FILE.sxf)"
+        } else {
+            ""
+        },
     );
-    Err(anyhow::Error::new(UnknownSender(fp.clone())).context(shown_path(archive)))
+    Err(anyhow::Error::new(UnknownSender(claimed.clone())).context(shown_name(file)))
 }
 
-/// A path as one shell word, for a command the user can paste.
-pub(crate) fn shell_word(path: &Path) -> String {
-    let text = shown_path(path);
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._/-+,:=@%".contains(c));
-    if plain {
+/// A path as one shell word that names exactly that file, for a command the
+/// user can paste; `None` when it cannot be shown exactly (control characters,
+/// not UTF-8). A leading `-` gets `./` so it is never read as an option.
+pub(crate) fn shell_word(path: &Path) -> Option<String> {
+    let text = path.to_str()?;
+    if text.is_empty() || shown_path(path) != text {
+        return None;
+    }
+    let text = if text.starts_with('-') {
+        format!("./{text}")
+    } else {
+        text.to_string()
+    };
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._/-+,@%".contains(c));
+    Some(if plain {
         text
     } else {
         format!("'{}'", text.replace('\'', "'\\''"))
-    }
+    })
 }
 
 /// Parses `64MiB`, `1.5GiB`, `10mb`, `500k`, `1000`: SI units (k, M, G, T, with
