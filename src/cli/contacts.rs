@@ -152,7 +152,7 @@ fn add(dir: &ConfigDir, a: AddArgs) -> Result<()> {
         Added::Unchanged => eprintln!("{name} already has this key; nothing changed"),
         Added::Replaced(old) => eprintln!("replaced {name}'s key (was {old})"),
     }
-    eprintln!("  read aloud: {}", fp.grouped());
+    eprintln!("read aloud: {}", fp.grouped());
     println!("{fp}");
     Ok(())
 }

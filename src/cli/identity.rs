@@ -62,7 +62,7 @@ pub(crate) fn run(a: IdentityArgs) -> Result<()> {
                 );
             }
             eprintln!(
-                "your identity is now {}\n  read aloud: {}",
+                "your identity is now {}\nread aloud: {}",
                 shown_path(&a.keyfile),
                 key.fingerprint().grouped()
             );
