@@ -195,6 +195,21 @@ fn an_archive_gives_its_sender_key_only_with_the_expected_fingerprint() {
     );
     assert!(e.contains("nothing was saved"), "{e}");
     assert!(!bob.config().join("contacts.toml").exists());
+
+    // An armored archive, as pasted from an email, gives its key the same way.
+    alice
+        .sxf()
+        .args(["seal", "-a", "-m", "x", "-o", "x.sxf.asc", "--to"])
+        .arg(key("bob.pub"))
+        .assert()
+        .success();
+    bob.sxf()
+        .args(["contacts", "add", "alice", "--fingerprint"])
+        .arg(fingerprint("alice.pub"))
+        .arg(alice.path("x.sxf.asc"))
+        .assert()
+        .success()
+        .stdout(format!("{}\n", fingerprint("alice.pub")));
 }
 
 #[test]

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use sxf::contacts::{Added, ConfigDir, ContactName, ContactsError};
+use sxf::input::{ArchiveInput, InputOptions};
 use sxf::keys::{self, Fingerprint, PublicKeyInfo};
 use sxf::open::ExpectedSender;
 
@@ -119,7 +120,11 @@ fn read_key(keyfile: &Path, expected: Option<&Fingerprint>) -> Result<PublicKeyI
                 shown_path(keyfile)
             );
         }
-        let v = sxf::open::verify(keyfile, ExpectedSender::Embedded, &mut sxf::NoProgress)
+        // Binary or armored: read as `sxf verify` reads it.
+        let mut progress = sxf::NoProgress;
+        let archive = ArchiveInput::open(keyfile, &InputOptions::default(), &mut progress)
+            .with_context(|| shown_path(keyfile))?;
+        let v = sxf::open::verify_input(&archive, ExpectedSender::Embedded, &mut progress)
             .with_context(|| shown_path(keyfile))?;
         return Ok(v.manifest.sender);
     }
