@@ -640,6 +640,15 @@ fn a_damaged_contacts_file_is_refused_not_half_used() {
         .code(2),
     );
     assert!(e.contains("is damaged"), "{e}");
+    // Key files named as paths need no contact: the damaged file does not
+    // stop them (it only costs the names in the summary).
+    h.sxf()
+        .args(["seal", "-m", "x", "-o", "paths.sxf", "--to"])
+        .arg(key("bob.pub"))
+        .arg("--sign")
+        .arg(key("alice.key"))
+        .assert()
+        .success();
 }
 
 #[test]

@@ -256,7 +256,7 @@ pub(crate) fn run(a: SealArgs) -> Result<()> {
         if a.armor { ", armored" } else { "" },
         human_bytes(report.archive_len)
     );
-    let sender_label = keyring.label_for(sender.public())?.unwrap_or_default();
+    let sender_label = keyring.label_for(sender.public()).unwrap_or_default();
     eprintln!("  sender     {}", labelled(&sender_label, &report.sender));
     for r in &report.recipients {
         let label = named

@@ -106,9 +106,14 @@ impl Keyring {
             }))
     }
 
-    /// What to call a key in output: its contact name, "you", or `None`.
-    pub(crate) fn label_for(&mut self, key: &PublicKeyInfo) -> Result<Option<String>> {
-        Ok(self.known_key(key.fingerprint())?.map(|k| k.label))
+    /// What to call a key in output: its contact name, "you", or `None`. Only
+    /// a label: a config file that cannot be read gives no name here (and is
+    /// reported where a decision depends on it).
+    pub(crate) fn label_for(&mut self, key: &PublicKeyInfo) -> Option<String> {
+        self.known_key(key.fingerprint())
+            .ok()
+            .flatten()
+            .map(|k| k.label)
     }
 
     /// A `--to`/`--from` argument: a key file or a contact name. It is a path
@@ -133,7 +138,7 @@ impl Keyring {
             let key = load_public(path)?;
             // A bare word that names a file is not a contact: never let it
             // read like one.
-            let label = match self.label_for(&key)? {
+            let label = match self.label_for(&key) {
                 Some(name) => name,
                 None if path_like => shown_path(path),
                 None => format!("the key in {}", shown_path(path)),
