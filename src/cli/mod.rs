@@ -37,8 +37,8 @@ pub(crate) use output::describe;
     long_about = "Send a message and photos securely without a live connection.\n\n\
         seal encrypts to the recipients' RSA keys and signs with yours; open proves who \
         sealed the file and that no byte changed before it decrypts anything.\n\n\
-        Exit codes: 0 success; 1 the archive is not authentic, is malformed, or cannot be \
-        opened with the given keys; 2 usage, I/O and every other error; 130 stopped by \
+        Exit codes: 0 success; 1 the archive is not authentic (or its sender is not one of \
+        your contacts), is malformed, or cannot be opened with the given keys; 2 usage, I/O and every other error; 130 stopped by \
         Ctrl-C (nothing was written)."
 )]
 pub struct Cli {
@@ -50,20 +50,23 @@ pub struct Cli {
 enum Command {
     /// Generate an RSA key pair: NAME.key (private, mode 0600) and NAME.pub
     #[command(after_help = "Examples:\n  \
-        sxf keygen alice\n  \
+        sxf keygen alice --identity\n  \
         sxf keygen bob --out-dir keys --bits 3072")]
     Keygen(keygen::KeygenArgs),
     /// Compress, encrypt and sign a message, photos and files into one .sxf file
     #[command(after_help = "Examples:\n  \
-        sxf seal --to bob.pub --sign alice.key -m 'see you at noon' --image beach.jpg -o hello.sxf\n  \
+        sxf seal --to bob -m 'see you at noon' --image beach.jpg -o hello.sxf\n  \
+        sxf seal --to bob.pub --sign alice.key -m 'see you at noon' -a -o hello.sxf.asc\n  \
         sxf seal --to bob.pub --sign alice.key --attach report.pdf --fit 10MB -o report.sxf")]
     Seal(seal::SealArgs),
     /// Verify an .sxf file, then decrypt it into a new directory
-    #[command(after_help = "Example:\n  \
+    #[command(after_help = "Examples:\n  \
+        sxf open hello.sxf\n  \
         sxf open hello.sxf --key bob.key --from alice.pub -o hello")]
     Open(open::OpenArgs),
     /// Check the signature and every entry of an .sxf file, without a private key
-    #[command(after_help = "Example:\n  \
+    #[command(after_help = "Examples:\n  \
+        sxf verify hello.sxf\n  \
         sxf verify hello.sxf --from alice.pub")]
     Verify(verify::VerifyArgs),
     /// Show what an .sxf file's manifest says (unverified; needs no key)
