@@ -279,14 +279,10 @@ impl ConfigDir {
 
     /// Creates the directory (0700) if it is missing.
     pub fn create(&self) -> Result<(), ContactsError> {
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder.create(&self.root).map_err(io_err(&self.root))
+        crate::platform::private_dir_builder()
+            .recursive(true)
+            .create(&self.root)
+            .map_err(io_err(&self.root))
     }
 
     /// The saved contacts; none if the file does not exist yet.
@@ -369,13 +365,9 @@ impl ConfigDir {
     /// An exclusive lock on `DIR/.lock`, released when dropped.
     fn lock(&self) -> Result<fs::File, ContactsError> {
         let path = self.file(".lock");
-        let mut options = private_options();
+        let mut options = crate::platform::private_file_options();
         options.create(true).truncate(false).write(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-        }
+        crate::platform::do_not_follow(&mut options);
         let file = options.open(&path).map_err(io_err(&path))?;
         file.lock().map_err(io_err(&path))?;
         Ok(file)
@@ -387,16 +379,6 @@ fn one_line(e: &toml::de::Error) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn private_options() -> fs::OpenOptions {
-    let mut options = fs::OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
 }
 
 /// A config file's text, or `None` if it does not exist. The file decides whom
@@ -417,30 +399,24 @@ fn read_config_file(path: &Path) -> Result<Option<String>, ContactsError> {
         return Err(damaged("it is not a regular file".into()));
     }
     if let Some(dir) = path.parent() {
-        check_private(dir, &fs::metadata(dir).map_err(io_err(dir))?).map_err(|reason| {
-            ContactsError::Damaged {
+        crate::platform::check_private(&fs::metadata(dir).map_err(io_err(dir))?).map_err(
+            |reason| ContactsError::Damaged {
                 path: dir.to_owned(),
                 reason,
-            }
-        })?;
+            },
+        )?;
     }
-    check_private(path, &meta).map_err(damaged)?;
     let mut options = fs::OpenOptions::new();
     options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-    }
+    crate::platform::do_not_follow(&mut options);
     let file = options.open(path).map_err(io_err(path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let opened = file.metadata().map_err(io_err(path))?;
-        if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
-            return Err(damaged("it changed while it was being read".into()));
-        }
+    // What was opened, not what the path named a moment ago, is what must be
+    // a private regular file: a swap between the two checks changes nothing.
+    let opened = file.metadata().map_err(io_err(path))?;
+    if !opened.file_type().is_file() {
+        return Err(damaged("it is not a regular file".into()));
     }
+    crate::platform::check_private(&opened).map_err(damaged)?;
     let mut bytes = Vec::new();
     file.take(MAX_CONFIG_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -453,28 +429,6 @@ fn read_config_file(path: &Path) -> Result<Option<String>, ContactsError> {
     String::from_utf8(bytes)
         .map(Some)
         .map_err(|_| damaged("it is not UTF-8 text".into()))
-}
-
-/// Owned by you and writable by nobody else (Unix). On Windows, files under the
-/// user's profile are private to the user by default.
-fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let _ = path;
-        if meta.uid() != rustix::process::geteuid().as_raw() {
-            return Err("it belongs to another user".into());
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err(format!(
-                "other users can change it (mode {:o}); make it private with chmod go-w",
-                meta.mode() & 0o7777
-            ));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (path, meta);
-    Ok(())
 }
 
 /// A stored key: base64 SPKI DER that must match the stored fingerprint.
@@ -555,11 +509,7 @@ fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ContactsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut builder = tempfile::Builder::new();
     builder.prefix(".sxf-config-");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o600));
-    }
+    crate::platform::set_temp_mode(&mut builder, 0o600);
     let mut tmp = builder.tempfile_in(dir).map_err(io_err(path))?;
     tmp.write_all(contents).map_err(io_err(path))?;
     tmp.as_file().sync_all().map_err(io_err(path))?;

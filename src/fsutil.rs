@@ -12,7 +12,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
             File::open(entry.path())?.sync_all()?;
         }
     }
-    File::open(dir)?.sync_all()
+    crate::platform::sync_dir_entries(dir)
 }
 
 /// fsyncs the directory holding `path`, so a rename into it is durable.
@@ -22,16 +22,7 @@ pub fn sync_parent_dir(path: &Path) {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    if let Ok(d) = File::open(parent) {
-        let _ = d.sync_all();
-    }
-}
-
-/// Renames `from` to `to`, failing with `AlreadyExists` rather than replacing
-/// anything at `to` (Linux `renameat2(RENAME_NOREPLACE)`).
-pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use rustix::fs::{CWD, RenameFlags, renameat_with};
-    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
+    let _ = crate::platform::sync_dir_entries(parent);
 }
 
 /// The same error without the name of a temporary file: the tempfile crate adds

@@ -849,7 +849,6 @@ pub fn write_key_pair(
 /// Writes a new file atomically: temp file in the same directory with `mode`,
 /// fsync, then a rename that refuses to replace an existing file.
 fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyError> {
-    use std::os::unix::fs::PermissionsExt;
     let write_err = |source| KeyError::Write {
         path: path.to_owned(),
         source: crate::fsutil::without_temp_path(source),
@@ -858,11 +857,10 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyErro
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".sxf-key-")
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(write_err)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".sxf-key-");
+    crate::platform::set_temp_mode(&mut builder, mode);
+    let mut tmp = builder.tempfile_in(dir).map_err(write_err)?;
     tmp.write_all(contents).map_err(write_err)?;
     tmp.as_file().sync_all().map_err(write_err)?;
     tmp.persist_noclobber(path).map_err(|e| {

@@ -27,6 +27,7 @@ pub mod input;
 pub mod keys;
 pub mod open;
 pub mod payload;
+pub mod platform;
 pub mod seal;
 
 pub use error::Error;

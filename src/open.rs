@@ -253,16 +253,15 @@ pub fn open_input(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let staging = tempfile::Builder::new()
-        .prefix(".sxf-open-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir_in(parent)
-        .map_err(|e| {
-            Error::io(
-                format!("creating a directory in {}", parent.display()),
-                crate::fsutil::without_temp_path(e),
-            )
-        })?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".sxf-open-");
+    crate::platform::set_temp_mode(&mut builder, 0o700);
+    let staging = builder.tempdir_in(parent).map_err(|e| {
+        Error::io(
+            format!("creating a directory in {}", parent.display()),
+            crate::fsutil::without_temp_path(e),
+        )
+    })?;
     let mut sink = DirSink {
         dir: staging.path().to_owned(),
         message: String::new(),
@@ -308,7 +307,7 @@ pub fn open_input(
     // A stop asked for during the sync still wins: nothing is published.
     stop.check()?;
     let staged = staging.keep();
-    if let Err(e) = crate::fsutil::rename_noreplace(&staged, out_dir) {
+    if let Err(e) = crate::platform::rename_noreplace(&staged, out_dir) {
         let _ = fs::remove_dir_all(&staged);
         return Err(if e.kind() == io::ErrorKind::AlreadyExists {
             Error::already_exists(out_dir)
@@ -347,10 +346,8 @@ struct DirSink {
 
 impl DirSink {
     fn create(&self, name: &str) -> io::Result<fs::File> {
-        use std::os::unix::fs::OpenOptionsExt;
         // Decrypted files are private: the directory is 0700 and the files 0600.
-        fs::OpenOptions::new()
-            .mode(0o600)
+        crate::platform::private_file_options()
             .write(true)
             .create_new(true)
             .open(self.dir.join(name))

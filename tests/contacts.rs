@@ -5,7 +5,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{fingerprint, key, sxf};
 use tempfile::TempDir;
@@ -561,7 +561,7 @@ fn keygen_identity_writes_a_private_config_and_seal_and_open_need_no_key_paths()
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&config), 0o700);
         assert_eq!(mode(&config.join("identity.toml")), 0o600);
         assert_eq!(mode(&config.join("me.key")), 0o600);

@@ -1073,7 +1073,8 @@ fn sigterm_stops_the_server_cleanly() {
     expect_error(waiting.reply(), ErrorCode::ShuttingDown);
     let log = server.log();
     assert!(
-        log.iter().any(|l| l.ends_with("received SIGTERM")),
+        log.iter()
+            .any(|l| l.ends_with("received a signal to stop (SIGTERM, SIGINT, SIGHUP or Ctrl-C)")),
         "{log:?}"
     );
     assert!(log.iter().any(|l| l.ends_with(" stopped")), "{log:?}");
@@ -1450,6 +1451,7 @@ fn watch_escapes_the_servers_error_sentence_before_printing_it() {
     assert!(line.contains("\\u{1b}[2J"), "{line:?}");
 }
 
+#[cfg(unix)]
 #[test]
 fn store_directories_are_private_to_the_server_user() {
     use std::os::unix::fs::PermissionsExt;

@@ -4,20 +4,22 @@
 mod common;
 
 use std::fs;
+#[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 
+// Windows has no modes: outputs inherit the directory's ACL (src/platform.rs).
+#[cfg(unix)]
 #[test]
 fn opened_files_are_private_to_their_owner() {
     let dir = tempfile::tempdir().unwrap();
     let archive = seal_standard(dir.path());
     let out = dir.path().join("opened");
     run(&mut open_cmd(&archive, "bob.key", Some("alice.pub"), &out)).assert_code(0, "open");
-    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&out), 0o700, "output directory mode");
     for entry in fs::read_dir(&out).unwrap() {
         let path = entry.unwrap().path();

@@ -2,7 +2,6 @@
 //! `open`, `verify` and `inspect`.
 
 use std::io::IsTerminal;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -72,11 +71,8 @@ pub(crate) fn load_archive(
                 "standard input is a terminal; pipe or redirect an archive into sxf (sxf open - < FILE.sxf)"
             );
         }
-        let fd = stdin
-            .as_fd()
-            .try_clone_to_owned()
-            .context("reading standard input")?;
-        ArchiveInput::from_file(std::fs::File::from(fd), &options, progress)
+        let file = sxf::platform::stdin_file().context("reading standard input")?;
+        ArchiveInput::from_file(file, &options, progress)
     } else {
         ArchiveInput::open(path, &options, progress)
     };

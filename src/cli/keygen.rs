@@ -76,10 +76,8 @@ pub(crate) fn run(a: KeygenArgs) -> Result<()> {
     eprintln!("generating a {}-bit RSA key...", a.bits);
     let key = keys::generate(a.bits)?;
     if !out_dir.is_dir() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
+        sxf::platform::private_dir_builder()
             .recursive(true)
-            .mode(0o700)
             .create(&out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
     }

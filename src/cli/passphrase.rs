@@ -43,8 +43,7 @@ pub type Ask<'a> = dyn FnMut() -> Result<Option<Zeroizing<String>>, KeyError> + 
 /// Reads the first line of standard input, one byte at a time from a duplicate
 /// of its descriptor: no buffer keeps a copy, and nothing past the line is taken.
 fn read_stdin_line(bytes: &mut Vec<u8>) -> std::io::Result<()> {
-    use std::os::fd::AsFd;
-    let mut stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let mut stdin = sxf::platform::stdin_file()?;
     let mut byte = [0u8; 1];
     while bytes.len() <= MAX_PASSPHRASE_FILE {
         match stdin.read(&mut byte) {

@@ -2,11 +2,10 @@
 
 use std::io::IsTerminal;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 pub struct TerminalProgress {
     enabled: bool,
@@ -15,20 +14,14 @@ pub struct TerminalProgress {
 }
 
 impl TerminalProgress {
-    /// Also takes over SIGINT, SIGTERM and SIGHUP for the rest of the run: the
-    /// first one asks the library to stop and clean up; a second one exits at once.
+    /// Also takes over Ctrl-C for the rest of the run (SIGINT, SIGTERM and
+    /// SIGHUP on Unix; Ctrl-C and Ctrl-Break on Windows): the first one asks
+    /// the library to stop and clean up; a second one exits at once.
     pub fn new() -> Self {
-        let progress = Self::without_signals();
-        for signal in [SIGINT, SIGTERM, SIGHUP] {
-            // Registration only fails for forbidden signals, which these are not.
-            let _ = signal_hook::flag::register_conditional_shutdown(
-                signal,
-                130,
-                progress.stop.clone(),
-            );
-            let _ = signal_hook::flag::register(signal, progress.stop.clone());
+        TerminalProgress {
+            stop: interrupt_flag(),
+            ..Self::without_signals()
         }
-        progress
     }
 
     /// A progress bar that leaves signal handling alone.
@@ -74,4 +67,23 @@ impl sxf::Progress for TerminalProgress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The process's one interrupt flag, with its handler installed on first use
+/// (ctrlc allows one handler per process).
+fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let seen = flag.clone();
+        // Fails only if a handler is already installed: then Ctrl-C keeps the
+        // meaning that handler gives it, and this flag is never set.
+        let _ = ctrlc::set_handler(move || {
+            if seen.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+        flag
+    })
+    .clone()
 }

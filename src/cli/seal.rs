@@ -113,7 +113,10 @@ fn read_message(a: &SealArgs) -> Result<String> {
             && a.attachments.is_empty()
             && std::io::stdin().is_terminal() =>
         {
-            eprintln!("Type the message; end it with Ctrl-D on a line of its own:");
+            eprintln!(
+                "Type the message; end it with {}:",
+                sxf::platform::END_OF_INPUT
+            );
             std::io::stdin()
                 .take(cap)
                 .read_to_end(&mut bytes)

@@ -56,7 +56,6 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(a: ServeArgs) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
     let config = ServerConfig {
         max_message_size: a.max_message_size,
         mailbox_quota: a.mailbox_quota,
@@ -70,9 +69,13 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         assume_free_space: a.assume_free_space,
         ..ServerConfig::new(a.listen.clone(), a.store.clone())
     };
-    // Signals first, so a SIGTERM right after the first line is a clean stop.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .context("installing signal handlers")?;
+    // The handler first, so a SIGTERM right after the first line is a clean
+    // stop. It only wakes the thread below, which does the logging.
+    let (stop_tx, stop_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })
+    .context("installing the Ctrl-C handler")?;
     let server = Server::bind(config)?;
     eprintln!("listening on {}", server.local_addr());
     let r = server.store_report();
@@ -107,15 +110,14 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         ));
     }
     let handle = server.shutdown_handle();
-    let signal_thread = signals.handle();
     thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
-            log_line(format_args!("received {name}"));
+        if stop_rx.recv().is_ok() {
+            log_line(format_args!(
+                "received a signal to stop (SIGTERM, SIGINT, SIGHUP or Ctrl-C)"
+            ));
             handle.shutdown();
         }
     });
     server.run(Arc::new(|event| log_line(event)))?;
-    signal_thread.close();
     Ok(())
 }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! server-id                      64 hex digits: this server's identity
-//! lock                           flock()ed while a server runs on this store
+//! lock                           locked (File::try_lock) while a server runs on this store
 //! tmp/upload-*.part              uploads being received (swept at start-up)
 //! commit/<id>.sxf                the commit record of a message being filed
 //! mailboxes/<64 hex>/<id>.sxf    a waiting message (one hard link per recipient)
@@ -29,7 +29,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -220,14 +219,13 @@ fn is_id_name(name: &str, prefix: &str, suffix: &str) -> Option<MessageId> {
 /// Creates a directory (and its missing parents) readable by its owner only:
 /// mailbox names, message ids and sizes are nobody else's business.
 fn private_dir_all(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new()
+    crate::platform::private_dir_builder()
         .recursive(true)
-        .mode(0o700)
         .create(dir)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    crate::platform::sync_dir_entries(dir)
 }
 
 fn ctx(what: impl std::fmt::Display, e: io::Error) -> io::Error {
@@ -300,14 +298,12 @@ impl Store {
             .write(true)
             .open(root.join("lock"))
             .map_err(|e| ctx(format!("opening {}/lock", root.display()), e))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-            |_| {
-                io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!("the store {} is in use by another server", root.display()),
-                )
-            },
-        )?;
+        lock.try_lock().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("the store {} is in use by another server", root.display()),
+            )
+        })?;
         let tmp = root.join("tmp");
         let commit = root.join("commit");
         let mailboxes = root.join("mailboxes");
@@ -402,12 +398,14 @@ impl Store {
                         // unreadable. A message in several mailboxes is one file
                         // with several links: hash it once.
                         let path = dir.join(format!("{id}.sxf"));
-                        let inode = fs::metadata(&path).map(|m| (m.dev(), m.ino()))?;
-                        let d = match hashed.get(&inode) {
+                        let inode = crate::platform::file_identity(&fs::metadata(&path)?);
+                        let d = match inode.and_then(|i| hashed.get(&i)) {
                             Some(d) => *d,
                             None => {
                                 let d = hash_file(&path)?;
-                                hashed.insert(inode, d);
+                                if let Some(i) = inode {
+                                    hashed.insert(i, d);
+                                }
                                 d
                             }
                         };
@@ -485,8 +483,7 @@ impl Store {
         if let Some(b) = self.assumed_free_space {
             return Ok(b);
         }
-        let s = rustix::fs::statvfs(&self.root).map_err(io::Error::from)?;
-        Ok(s.f_bavail.saturating_mul(s.f_frsize))
+        crate::platform::available_space(&self.root)
     }
 
     /// Starts holding free space for an upload announced as `len` bytes, or
@@ -681,7 +678,7 @@ impl Store {
             for r in recipients {
                 let dir = self.mailbox_dir(r);
                 if !dir.exists() {
-                    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                    match crate::platform::private_dir_builder().create(&dir) {
                         Ok(()) => sync_dir(&self.mailboxes)?,
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                         Err(e) => return Err(e),
