@@ -34,8 +34,8 @@ pub const MAX_NAME_LEN: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContactsError {
-    #[error("cannot find your sxf config directory: HOME is not set; set SXF_HOME to a directory")]
-    NoHome,
+    #[error("cannot find your sxf config directory: {0} is not set; set SXF_HOME to a directory")]
+    NoHome(&'static str),
     #[error(
         "{0:?} is not a contact name: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
     )]
@@ -223,8 +223,8 @@ struct IdentityRecord {
     public_key: String,
 }
 
-/// The config directory: `$SXF_HOME`, else `$XDG_CONFIG_HOME/sxf`, else
-/// `~/.config/sxf`.
+/// The config directory: `$SXF_HOME`, else, on Linux and macOS,
+/// `$XDG_CONFIG_HOME/sxf`, else `~/.config/sxf`; on Windows, `%APPDATA%\sxf`.
 #[derive(Debug, Clone)]
 pub struct ConfigDir {
     root: PathBuf,
@@ -233,11 +233,28 @@ pub struct ConfigDir {
 impl ConfigDir {
     /// The directory the environment names (it need not exist yet).
     pub fn from_env() -> Result<Self, ContactsError> {
-        Self::locate(
-            std::env::var_os("SXF_HOME"),
-            std::env::var_os("XDG_CONFIG_HOME"),
-            std::env::var_os("HOME"),
-        )
+        let var = std::env::var_os;
+        if cfg!(windows) {
+            Self::locate_on_windows(var("SXF_HOME"), var("APPDATA"))
+        } else {
+            Self::locate(var("SXF_HOME"), var("XDG_CONFIG_HOME"), var("HOME"))
+        }
+    }
+
+    /// The Windows lookup: `%SXF_HOME%`, else `%APPDATA%\sxf` (the roaming
+    /// application data under the user's profile, private to the user).
+    pub fn locate_on_windows(
+        sxf_home: Option<OsString>,
+        appdata: Option<OsString>,
+    ) -> Result<Self, ContactsError> {
+        let set = |v: Option<OsString>| v.filter(|v| !v.is_empty()).map(PathBuf::from);
+        match (set(sxf_home), set(appdata)) {
+            (Some(dir), _) => Ok(ConfigDir { root: dir }),
+            (None, Some(appdata)) => Ok(ConfigDir {
+                root: appdata.join("sxf"),
+            }),
+            (None, None) => Err(ContactsError::NoHome("APPDATA")),
+        }
     }
 
     /// The lookup order, with the environment passed in. Empty variables count
@@ -261,7 +278,7 @@ impl ConfigDir {
             Some(home) => Ok(ConfigDir {
                 root: home.join(".config").join("sxf"),
             }),
-            None => Err(ContactsError::NoHome),
+            None => Err(ContactsError::NoHome("HOME")),
         }
     }
 
@@ -546,6 +563,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)] // "/y" is a relative path on Windows
     #[test]
     fn config_dir_prefers_sxf_home_then_absolute_xdg_then_home() {
         let s = |v: &str| Some(OsString::from(v));
@@ -556,7 +574,19 @@ mod tests {
         assert_eq!(at(None, None, s("/h")), PathBuf::from("/h/.config/sxf"));
         assert!(matches!(
             ConfigDir::locate(None, None, None),
-            Err(ContactsError::NoHome)
+            Err(ContactsError::NoHome("HOME"))
+        ));
+    }
+
+    #[test]
+    fn config_dir_on_windows_is_sxf_home_then_appdata() {
+        let s = |v: &str| Some(OsString::from(v));
+        let at = |a, b| ConfigDir::locate_on_windows(a, b).unwrap().root;
+        assert_eq!(at(s("D:\\x"), s("C:\\A")), PathBuf::from("D:\\x"));
+        assert_eq!(at(s(""), s("C:\\A")), PathBuf::from("C:\\A").join("sxf"));
+        assert!(matches!(
+            ConfigDir::locate_on_windows(None, s("")),
+            Err(ContactsError::NoHome("APPDATA"))
         ));
     }
 }

@@ -1,6 +1,5 @@
 //! Small filesystem helpers for durable, atomic outputs.
 
-use std::fs::File;
 use std::io;
 use std::path::Path;
 
@@ -9,7 +8,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_file() {
-            File::open(entry.path())?.sync_all()?;
+            crate::platform::sync_file(&entry.path())?;
         }
     }
     crate::platform::sync_dir_entries(dir)
@@ -53,7 +52,7 @@ mod tests {
         let e = without_temp_path(e);
         assert_eq!(e.kind(), kind);
         assert!(!e.to_string().contains(".sxf-test-"), "{e}");
-        assert!(e.to_string().contains("No such file or directory"), "{e}");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
         // Other errors are left as they are.
         let plain = io::Error::from_raw_os_error(2);
         assert_eq!(

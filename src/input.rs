@@ -55,11 +55,23 @@ pub struct ArchiveInput {
     spooled: bool,
 }
 
+/// Opens an archive file. Windows refuses to open a directory as a file
+/// (access denied), so that case is named here, as it is on Unix below.
+fn open_archive_file(path: &Path) -> Result<File, Error> {
+    File::open(path).map_err(|e| {
+        if path.is_dir() {
+            not_an_archive_but_a_directory()
+        } else {
+            Error::io("reading the archive", e)
+        }
+    })
+}
+
 impl ArchiveInput {
     /// A binary archive file, used as it is (no armor, no spooling): what the
     /// path-based functions of [`crate::open`] read.
     pub fn binary(path: &Path) -> Result<Self, Error> {
-        let file = File::open(path).map_err(|e| Error::io("reading the archive", e))?;
+        let file = open_archive_file(path)?;
         let meta = file
             .metadata()
             .map_err(|e| Error::io("reading the archive", e))?;
@@ -81,7 +93,7 @@ impl ArchiveInput {
         options: &InputOptions,
         progress: &mut dyn Progress,
     ) -> Result<Self, Error> {
-        let file = File::open(path).map_err(|e| Error::io("reading the archive", e))?;
+        let file = open_archive_file(path)?;
         Self::from_file(file, options, progress)
     }
 
@@ -92,9 +104,14 @@ impl ArchiveInput {
         options: &InputOptions,
         progress: &mut dyn Progress,
     ) -> Result<Self, Error> {
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io("reading the archive", e))?;
+        let meta = match file.metadata() {
+            Ok(meta) => meta,
+            // Windows cannot query a pipe's metadata: read it as the stream it is.
+            #[cfg(windows)]
+            Err(_) => return Self::spool(file, options.spool_limit, progress),
+            #[cfg(not(windows))]
+            Err(e) => return Err(Error::io("reading the archive", e)),
+        };
         if meta.is_dir() {
             return Err(not_an_archive_but_a_directory());
         }

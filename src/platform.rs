@@ -10,10 +10,11 @@
 //! | rename, never replace | `renameat2(RENAME_NOREPLACE)` | `renamex_np(RENAME_EXCL)` | `MoveFileExW` without `MOVEFILE_REPLACE_EXISTING` |
 //! | open, never follow a link | `O_NOFOLLOW` | `O_NOFOLLOW` | `FILE_FLAG_OPEN_REPARSE_POINT` |
 //! | config files only you can change | owner uid and mode | owner uid and mode | the profile's ACL |
-//! | durable rename | fsync the directory | fsync the directory | NTFS journals it; nothing to do |
+//! | durable rename | fsync the directory | fsync the directory | `FlushFileBuffers` on the directory, where the filesystem allows |
 //! | free space | `statvfs` | `statvfs` | `GetDiskFreeSpaceExW` |
 //! | file locks | `std::fs::File::lock` (flock) | same (flock) | same (`LockFileEx`) |
 //! | Ctrl-C, termination | SIGINT, SIGTERM, SIGHUP | same | Ctrl-C, Ctrl-Break |
+//! | stopping `sxf serve` | SIGTERM, SIGINT (SIGHUP left alone, for `nohup`) | same | Ctrl-C, Ctrl-Break |
 //!
 //! **Windows and privacy.** Windows has no mode bits. A new file inherits the
 //! ACL of its directory, and the directories under a user's profile
@@ -24,7 +25,8 @@
 //!
 //! The system calls come from crates: `tempfile` (the no-replace rename: its
 //! `persist_noclobber` is exactly the three calls in the table), `fs4` (free
-//! space), `rustix` (the owner check) and `ctrlc` (interrupts). No `unsafe`
+//! space), `rustix` (the owner check), `ctrlc` (interrupts) and `signal-hook`
+//! (the server's stop signals on Unix). No `unsafe`
 //! here or anywhere in the crate.
 
 use std::fs;
@@ -116,27 +118,47 @@ pub fn check_private(meta: &fs::Metadata) -> Result<(), String> {
 /// Renames the file or directory `from` to `to`, failing with `AlreadyExists`
 /// rather than replacing anything at `to`. See the table above for the call.
 pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    // `TempPath` deletes its file when dropped: `keep` disarms it when the
-    // rename fails, so `from` is left exactly as it was.
-    tempfile::TempPath::try_from_path(from)?
-        .persist_noclobber(to)
-        .map_err(|e| {
-            let _ = e.path.keep();
-            e.error
-        })
+    // `TempPath` deletes its file when dropped; disarmed first, so a failed
+    // rename leaves `from` exactly as it was.
+    let mut path = tempfile::TempPath::try_from_path(from)?;
+    path.disable_cleanup(true);
+    path.persist_noclobber(to).map_err(|e| e.error)
 }
 
-/// Makes the entries of `dir` durable (fsync of the directory on Unix). On
-/// Windows, NTFS journals directory changes and a directory cannot be flushed
-/// through a plain handle, so there is nothing to do.
+/// Flushes the file at `path` to disk. Windows flushes only through a handle
+/// opened for writing (`FlushFileBuffers`); Unix needs no more than reading.
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    if cfg!(windows) {
+        options.write(true);
+    } else {
+        options.read(true);
+    }
+    options.open(path)?.sync_all()
+}
+
+/// Makes the entries of `dir` durable: fsync of the directory on Unix. On
+/// Windows, `FlushFileBuffers` on the directory opened for writing with
+/// `FILE_FLAG_BACKUP_SEMANTICS`; NTFS journals the rename itself, and this
+/// asks for the journal on disk. Filesystems that refuse to flush a
+/// directory (FAT on a USB stick, some network shares) are let be there.
 pub fn sync_dir_entries(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
         fs::File::open(dir)?.sync_all()
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        let _ = dir;
+        use std::os::windows::fs::OpenOptionsExt;
+        /// `FILE_FLAG_BACKUP_SEMANTICS`: needed to open a directory at all.
+        const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000;
+        let opened = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+            .open(dir);
+        if let Ok(d) = opened {
+            let _ = d.sync_all();
+        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ mod dropbox_common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::Stdio;
+#[cfg(target_os = "linux")]
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -174,6 +175,8 @@ fn several_recipients_each_get_their_own_copy() {
     }
 }
 
+// Reads the watcher's CPU time from Linux's /proc.
+#[cfg(target_os = "linux")]
 #[test]
 fn watch_receives_a_message_sent_after_it_started_without_polling() {
     let dir = tempdir();
@@ -949,6 +952,8 @@ fn sigkill_mid_upload_then_restart_keeps_every_acknowledged_message() {
     assert_eq!(server.mailbox_files("dave"), vec![format!("{id2}.sxf")]);
 }
 
+// Stops the server with kill -TERM.
+#[cfg(unix)]
 #[test]
 fn restart_finishes_committed_filings_and_drops_uncommitted_ones() {
     // The state a crash between the commit rename and the final renames leaves,
@@ -1053,6 +1058,8 @@ fn an_interrupted_fetch_loses_nothing_and_never_duplicates() {
     );
 }
 
+// Stops the server with kill -TERM.
+#[cfg(unix)]
 #[test]
 fn sigterm_stops_the_server_cleanly() {
     let dir = tempdir();
@@ -1074,7 +1081,7 @@ fn sigterm_stops_the_server_cleanly() {
     let log = server.log();
     assert!(
         log.iter()
-            .any(|l| l.ends_with("received a signal to stop (SIGTERM, SIGINT, SIGHUP or Ctrl-C)")),
+            .any(|l| l.ends_with("received a signal to stop (SIGTERM or SIGINT)")),
         "{log:?}"
     );
     assert!(log.iter().any(|l| l.ends_with(" stopped")), "{log:?}");

@@ -72,10 +72,10 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
     // The handler first, so a SIGTERM right after the first line is a clean
     // stop. It only wakes the thread below, which does the logging.
     let (stop_tx, stop_rx) = std::sync::mpsc::sync_channel::<()>(1);
-    ctrlc::set_handler(move || {
+    on_stop_request(move || {
         let _ = stop_tx.try_send(());
     })
-    .context("installing the Ctrl-C handler")?;
+    .context("installing signal handlers")?;
     let server = Server::bind(config)?;
     eprintln!("listening on {}", server.local_addr());
     let r = server.store_report();
@@ -112,12 +112,37 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
     let handle = server.shutdown_handle();
     thread::spawn(move || {
         if stop_rx.recv().is_ok() {
-            log_line(format_args!(
-                "received a signal to stop (SIGTERM, SIGINT, SIGHUP or Ctrl-C)"
-            ));
+            log_line(format_args!("received a signal to stop ({STOP_SIGNALS})"));
             handle.shutdown();
         }
     });
     server.run(Arc::new(|event| log_line(event)))?;
     Ok(())
+}
+
+/// What stops the server (src/platform.rs has the table for every system).
+#[cfg(unix)]
+const STOP_SIGNALS: &str = "SIGTERM or SIGINT";
+#[cfg(not(unix))]
+const STOP_SIGNALS: &str = "Ctrl-C or Ctrl-Break";
+
+/// Calls `stop` on each request to stop: SIGTERM or SIGINT on Unix, where
+/// SIGHUP keeps the disposition it had so that `nohup sxf serve` outlives
+/// the terminal; Ctrl-C or Ctrl-Break on Windows.
+fn on_stop_request(stop: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        thread::spawn(move || {
+            for _ in signals.forever() {
+                stop();
+            }
+        });
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        ctrlc::set_handler(stop).map_err(std::io::Error::other)
+    }
 }

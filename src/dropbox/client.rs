@@ -474,11 +474,8 @@ fn save_one(
         Ok(m) if m.len() == entry.len => {
             // Saved by an interrupted fetch, perhaps not durably: make it so
             // before the DELETE.
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(io_err)?;
-            File::open(out_dir)
-                .and_then(|d| d.sync_all())
+            crate::platform::sync_file(&path).map_err(io_err)?;
+            crate::platform::sync_dir_entries(out_dir)
                 .map_err(|e| Error::io(format!("syncing {}", out_dir.display()), e))?;
             return Ok(Some(done(true)));
         }
@@ -520,8 +517,7 @@ fn save_one(
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok(Some(done(true))),
         Err(e) => return Err(io_err(e.error)),
     }
-    File::open(out_dir)
-        .and_then(|d| d.sync_all())
+    crate::platform::sync_dir_entries(out_dir)
         .map_err(|e| Error::io(format!("syncing {}", out_dir.display()), e))?;
     Ok(Some(done(false)))
 }
