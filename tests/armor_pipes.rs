@@ -8,7 +8,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+#[cfg(unix)]
 use std::thread::sleep;
+#[cfg(unix)]
 use std::time::Duration;
 
 use common::*;
@@ -17,6 +19,7 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sxf")
 }
 
+#[cfg(unix)]
 fn quoted(p: &Path) -> String {
     format!("'{}'", p.display())
 }
@@ -89,6 +92,8 @@ fn private_tmp(parent: &Path) -> PathBuf {
     t
 }
 
+// A bash pipeline; the Windows build's own pipes are in windows_interop.rs.
+#[cfg(unix)]
 #[test]
 fn seal_to_stdout_pipes_into_open_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,6 +255,8 @@ fn spool_limit_error_names_the_limit_and_exits_2() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+// bash process substitution: a Unix FIFO.
+#[cfg(unix)]
 #[test]
 fn open_of_a_fifo_from_process_substitution_works() {
     let dir = tempfile::tempdir().unwrap();
@@ -310,6 +317,7 @@ fn open_from_stdin_needs_an_output_directory() {
 
 /// Runs a shell line on a pseudo-terminal (`script`, util-linux); returns what
 /// the terminal showed and the exit status.
+#[cfg(unix)]
 fn on_terminal(line: &str) -> (String, bool) {
     let o = Command::new("script")
         .args(["-qec", line, "/dev/null"])
@@ -322,6 +330,8 @@ fn on_terminal(line: &str) -> (String, bool) {
     )
 }
 
+// script(1) gives a pseudo-terminal; Unix only.
+#[cfg(unix)]
 #[test]
 fn seal_to_stdout_refuses_a_terminal_unless_armored() {
     let dir = tempfile::tempdir().unwrap();
@@ -348,6 +358,8 @@ fn seal_to_stdout_refuses_a_terminal_unless_armored() {
     assert!(empty_dir(dir.path()));
 }
 
+// Sends SIGINT with kill(1); Unix only.
+#[cfg(unix)]
 #[test]
 fn ctrl_c_while_spooling_stdin_leaves_no_temp_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -425,6 +425,8 @@ fn an_archive_that_names_a_contact_but_is_signed_by_another_key_is_refused() {
         .stdout("hi\n");
 }
 
+// The printed command is quoted for a POSIX shell, and sh checks it.
+#[cfg(unix)]
 #[test]
 fn the_printed_contacts_add_command_names_hostile_file_names_exactly() {
     let alice = Home::new();
@@ -471,6 +473,7 @@ fn the_printed_contacts_add_command_names_hostile_file_names_exactly() {
 
 /// Splits a command as sh would, for the quoting sxf uses: plain words and
 /// single-quoted words with `'\''` escapes.
+#[cfg(unix)]
 fn shell_words(command: &str) -> Vec<String> {
     let out = std::process::Command::new("sh")
         .arg("-c")

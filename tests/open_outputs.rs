@@ -6,7 +6,9 @@ mod common;
 use std::fs;
 #[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
+#[cfg(unix)]
 use std::process::{Command, Stdio};
+#[cfg(unix)]
 use std::time::Duration;
 
 use common::*;
@@ -95,6 +97,7 @@ fn a_message_over_the_readers_limit_is_refused_at_seal_time() {
 }
 
 /// Starts `sxf` with `args`, sends SIGINT after `delay`, and returns its exit code.
+#[cfg(unix)]
 fn interrupt_after(args: &[&std::ffi::OsStr], delay: Duration) -> Option<i32> {
     let child = Command::new(env!("CARGO_BIN_EXE_sxf"))
         .args(args)
@@ -119,6 +122,8 @@ fn interrupt_after(args: &[&std::ffi::OsStr], delay: Duration) -> Option<i32> {
     out.status.code()
 }
 
+// Sends SIGINT with kill(1).
+#[cfg(unix)]
 #[test]
 fn ctrl_c_during_seal_or_open_exits_130_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();

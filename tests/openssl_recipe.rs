@@ -4,6 +4,7 @@
 //! `<!-- END open-by-hand.sh -->` markers, so these tests fail when the published
 //! script is wrong. It needs `bash`, `unzip`, GNU coreutils and `openssl`; if one
 //! is missing the tests fail with a message saying so instead of passing.
+#![cfg(unix)] // the recipe is a bash script around the openssl command line tool
 
 use std::fs;
 use std::io::Read;

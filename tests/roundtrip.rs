@@ -2,9 +2,12 @@
 
 mod common;
 
+#[cfg(unix)]
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(unix)]
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use common::*;
@@ -16,6 +19,7 @@ use sxf::seal::SealRequest;
 use tempfile::tempdir;
 
 /// A file name `open` may write: plain, no leading dot or dash, no separators.
+#[cfg(unix)]
 fn assert_safe_name(name: &str) {
     assert!(!name.is_empty(), "empty name");
     assert!(name.len() <= 110, "long name {name:?}");
@@ -120,6 +124,8 @@ fn long_unicode_message_round_trips_exactly() {
     assert_eq!(fs::read_to_string(out2.join("message.txt")).unwrap(), short);
 }
 
+// Needs file names Windows forbids; tests/windows_interop.rs opens such names on Windows.
+#[cfg(unix)]
 #[test]
 fn images_and_attachments_with_hostile_names_come_out_safe_unique_and_identical() {
     let dir = tempdir().unwrap();

@@ -7,6 +7,7 @@ mod common;
 
 use std::fs;
 use std::path::Path;
+#[cfg(unix)]
 use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ fn passphrase_file(dir: &Path, text: &str) -> std::path::PathBuf {
 }
 
 /// OpenSSH's fingerprint of a key file, as `ssh-keygen -lf` prints it.
+#[cfg(unix)]
 fn ssh_keygen_fingerprint(path: &Path) -> String {
     let out = StdCommand::new("ssh-keygen")
         .arg("-lf")
@@ -119,6 +121,8 @@ fn an_openssh_key_with_the_wrong_passphrase_is_refused_as_such() {
     assert!(r.stdout.is_empty());
 }
 
+// Runs ssh-keygen, a Linux program here.
+#[cfg(unix)]
 #[test]
 fn fingerprint_of_ssh_keys_shows_ssh_keygens_sha256_and_keeps_stdout_the_machine_form() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,6 +213,8 @@ fn ed25519_and_ecdsa_keys_are_refused_by_name_without_an_oid() {
     }
 }
 
+// Runs ssh-keygen, a Linux program here.
+#[cfg(unix)]
 #[test]
 fn pubkey_prints_the_pub_file_sxf_would_write_and_it_round_trips_through_fingerprint() {
     let dir = tempfile::tempdir().unwrap();

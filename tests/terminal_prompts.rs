@@ -1,6 +1,7 @@
 //! The prompts that only appear on a terminal: the message typed at `seal`, and
 //! a passphrase asked with rpassword. `script` (util-linux) gives the binary a
 //! pseudo-terminal; the typing is piped in with pauses, as a person would type.
+#![cfg(unix)] // script(1) gives the pseudo-terminal
 
 mod common;
 
