@@ -1,6 +1,8 @@
 //! The drop-box end to end: real `sxf serve` processes on 127.0.0.1 with
 //! ephemeral ports, real `sxf send` / `sxf fetch`, and raw hostile clients.
 
+#[path = "common/mod.rs"]
+mod common;
 mod dropbox_common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -1522,4 +1524,63 @@ fn send_of_an_armored_archive_stores_the_binary_form() {
         read(&msg),
         "binary, byte-exact"
     );
+}
+
+/// Finding: with the reader of its stderr gone, the server panicked in every
+/// thread that logged, so uploads were filed but never acknowledged, AUTH
+/// never succeeded and SIGTERM was ignored.
+#[cfg(unix)]
+#[test]
+fn a_log_nobody_reads_never_stops_replies_authentication_or_shutdown() {
+    let dir = tempdir();
+    let mut server = Server::start_then_close_log(&dir.path().join("store"));
+    // Each step below logs a line into the closed pipe.
+    server.send_ok(&seal(dir.path(), "m.sxf", &["bob"], "x", 0));
+    let out = dir.path().join("in");
+    let o = server.fetch("bob", &out, &[]);
+    assert!(o.status.success(), "fetch: {}", text(&o.stderr));
+    assert_eq!(saved_archives(&out).len(), 1);
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("SIGTERM still stops the server");
+    assert!(status.success(), "{status:?}");
+}
+
+/// Finding: an unknown manifest key with a newline or ESC went raw into the
+/// refusal line, forging log lines and reaching the operator's terminal.
+#[test]
+fn client_bytes_in_log_lines_are_escaped() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let archive = std::fs::read(seal(dir.path(), "m.sxf", &["bob"], "x", 0)).unwrap();
+    let manifest = String::from_utf8(common::entry(&archive, "manifest.toml")).unwrap();
+    let hostile = format!(
+        "\"x\\n2099-01-01T00:00:00Z 127.0.0.1:1 authenticated as evil\\u001b[2J\\u202e\" = 1\n{manifest}"
+    );
+    let file = dir.path().join("hostile.sxf");
+    std::fs::write(
+        &file,
+        common::with_entry(&archive, "manifest.toml", hostile.as_bytes()),
+    )
+    .unwrap();
+    let o = server.send(&file);
+    assert!(!o.status.success(), "the server refuses it");
+    assert!(
+        server.wait_for_log(" refused [", Duration::from_secs(10)),
+        "{:?}",
+        server.log()
+    );
+    let log = server.log();
+    let refusal = log.iter().find(|l| l.contains(" refused [")).unwrap();
+    assert!(
+        refusal.contains("\\n2099-01-01") && refusal.contains("\\u{1b}[2J"),
+        "the key is shown, escaped: {refusal}"
+    );
+    for line in &log {
+        assert!(
+            !line.contains('\x1b') && !line.contains('\u{202e}'),
+            "{line:?}"
+        );
+        assert!(!line.starts_with("2099-01-01"), "a forged line: {line:?}");
+    }
 }

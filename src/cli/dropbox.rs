@@ -1,4 +1,4 @@
-//! What `sxf serve`, `send` and `fetch` share: flag parsers, log lines and how a
+//! What `sxf serve`, `send` and `fetch` share: flag parsers and how a
 //! drop-box error becomes an exit code. The protocol, the store and the client
 //! are in the library (`sxf::dropbox`).
 //!
@@ -6,7 +6,7 @@
 //! authenticity check (a server that is not the pinned `--server-id`; an archive
 //! that `--open` rejects), 2 for everything else, including a server's refusal.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use sxf::dropbox::client::ClientOptions;
 use sxf::dropbox::{self as dbx};
@@ -52,14 +52,6 @@ pub(crate) fn parse_server_id(text: &str) -> Result<[u8; 32], String> {
     hex::decode_to_slice(text.trim(), &mut id)
         .map_err(|_| "a server id is 64 hex digits".to_string())?;
     Ok(id)
-}
-
-/// One log line: time, then the event.
-pub(crate) fn log_line(msg: impl std::fmt::Display) {
-    eprintln!(
-        "{} {msg}",
-        humantime::format_rfc3339_seconds(SystemTime::now())
-    );
 }
 
 /// A drop-box error for anyhow: a server that fails its identity check is a

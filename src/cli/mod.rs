@@ -21,6 +21,7 @@ mod pubkey;
 mod seal;
 mod send;
 mod serve;
+mod server_log;
 mod shared;
 mod verify;
 

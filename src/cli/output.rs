@@ -23,8 +23,13 @@ pub fn describe(err: &anyhow::Error) -> String {
             sentence.push_str(&text);
         }
     }
-    sentence
-        .chars()
+    escape_controls(&sentence)
+}
+
+/// One line of text with every control character (newline and escape
+/// included) and bidi control written as an escape: `\n`, `\u{1b}`.
+pub(crate) fn escape_controls(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_control() || is_bidi_control(c) {
                 c.escape_default().to_string()

@@ -1,5 +1,6 @@
 //! `sxf serve`: run a drop-box server.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,8 +12,9 @@ use clap::Args;
 
 use sxf::dropbox::server::{Server, ServerConfig};
 
-use super::dropbox::{log_line, parse_duration};
+use super::dropbox::parse_duration;
 use super::output::human_bytes;
+use super::server_log::{flush_log, log_line};
 use super::shared::parse_size;
 
 #[derive(Debug, Args)]
@@ -77,7 +79,10 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
     })
     .context("installing signal handlers")?;
     let server = Server::bind(config)?;
-    eprintln!("listening on {}", server.local_addr());
+    // The one line written directly: whoever started the server reads the
+    // port from it. With no stderr to write it to, do not start at all.
+    writeln!(std::io::stderr(), "listening on {}", server.local_addr())
+        .context("writing to standard error")?;
     let r = server.store_report();
     log_line(format_args!(
         "store {}: server id {}; {} message(s), {} in {} mailbox(es); swept {} temp file(s), \
@@ -116,7 +121,9 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
             handle.shutdown();
         }
     });
-    server.run(Arc::new(|event| log_line(event)))?;
+    let result = server.run(Arc::new(|event| log_line(event)));
+    flush_log(Duration::from_secs(2));
+    result?;
     Ok(())
 }
 

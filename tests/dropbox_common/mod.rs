@@ -166,6 +166,35 @@ impl Server {
         server
     }
 
+    /// Starts a server, reads its first lines, then closes the reading end of
+    /// its stderr, as `sxf serve 2>&1 | tee log` does when `tee` is gone.
+    pub fn start_then_close_log(store: &Path) -> Server {
+        let mut child = sxf()
+            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sxf serve");
+        let mut reader = BufReader::new(child.stderr.take().unwrap());
+        let mut lines: Vec<String> = Vec::new();
+        while !lines.iter().any(|l| l.contains(" limits: ")) {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "{lines:?}");
+            lines.push(line.trim_end().to_owned());
+        }
+        drop(reader);
+        let addr = lines[0].strip_prefix("listening on ").unwrap().to_owned();
+        lines.push("<eof>".into());
+        Server {
+            child: Some(child),
+            addr,
+            store: store.to_owned(),
+            log: Arc::new((Mutex::new(lines), Condvar::new())),
+            extra: Vec::new(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
