@@ -12,6 +12,7 @@
 //! | config files only you can change | owner uid and mode | owner uid and mode | the profile's ACL |
 //! | durable rename | fsync the directory | fsync the directory | `FlushFileBuffers` on the directory, where the filesystem allows |
 //! | free space | `statvfs` | `statvfs` | `GetDiskFreeSpaceExW` |
+//! | free inodes | `statvfs` `f_favail` | same | none (NTFS has no fixed count) |
 //! | file locks | `std::fs::File::lock` (flock) | same (flock) | same (`LockFileEx`) |
 //! | Ctrl-C, termination | SIGINT, SIGTERM, SIGHUP | same | Ctrl-C, Ctrl-Break |
 //! | stopping `sxf serve` | SIGTERM, SIGINT (SIGHUP left alone, for `nohup`) | same | Ctrl-C, Ctrl-Break |
@@ -202,6 +203,23 @@ pub const END_OF_INPUT: &str = "Ctrl-D on a line of its own";
 #[cfg(windows)]
 pub const END_OF_INPUT: &str = "Ctrl-Z, then Enter, on a line of its own";
 
+/// Inodes (file and directory entries) an unprivileged user may still create
+/// on the filesystem holding `path` (statvfs `f_favail`), or `None` where the
+/// filesystem has no fixed number (it reports a total of 0, as btrfs does)
+/// or the system has no such count (Windows).
+pub fn available_inodes(path: &Path) -> io::Result<Option<u64>> {
+    #[cfg(unix)]
+    {
+        let s = rustix::fs::statvfs(path).map_err(io::Error::from)?;
+        Ok((s.f_files > 0).then_some(s.f_favail))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(None)
+    }
+}
+
 /// Bytes available to an unprivileged user on the filesystem holding `path`.
 pub fn available_space(path: &Path) -> io::Result<u64> {
     fs4::available_space(path)
@@ -266,5 +284,8 @@ mod tests {
     #[test]
     fn there_is_free_space_where_the_tests_run() {
         assert!(available_space(Path::new(".")).unwrap() > 0);
+        if let Some(inodes) = available_inodes(Path::new(".")).unwrap() {
+            assert!(inodes > 0);
+        }
     }
 }

@@ -52,6 +52,12 @@ pub(crate) struct ServeArgs {
     /// For tests only: take SIZE as the store's free space instead of asking the filesystem
     #[arg(long, value_name = "SIZE", value_parser = parse_size, hide = true)]
     assume_free_space: Option<u64>,
+    /// Refuse uploads that would leave fewer free inodes than this (Linux, macOS)
+    #[arg(long, value_name = "N", default_value_t = sxf::dropbox::DEFAULT_MIN_FREE_INODES)]
+    min_free_inodes: u64,
+    /// For tests only: take N as the store's free inodes instead of asking the filesystem
+    #[arg(long, value_name = "N", hide = true)]
+    assume_free_inodes: Option<u64>,
     /// Another address clients reach this server at (NAT, port forward); repeatable
     #[arg(long = "public-addr", value_name = "IP:PORT")]
     public_addrs: Vec<SocketAddr>,
@@ -69,6 +75,8 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         challenge_ttl: a.challenge_ttl,
         public_addrs: a.public_addrs.clone(),
         assume_free_space: a.assume_free_space,
+        min_free_inodes: a.min_free_inodes,
+        assume_free_inodes: a.assume_free_inodes,
         ..ServerConfig::new(a.listen.clone(), a.store.clone())
     };
     // The handler first, so a SIGTERM right after the first line is a clean
@@ -108,6 +116,11 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         humantime::format_duration(a.idle_timeout),
         humantime::format_duration(a.total_timeout)
     ));
+    if let Some(free) = a.assume_free_inodes {
+        log_line(format_args!(
+            "TESTING: --assume-free-inodes: taking {free} as the free inodes, whatever the disk has"
+        ));
+    }
     if let Some(free) = a.assume_free_space {
         log_line(format_args!(
             "TESTING: --assume-free-space: taking {} as the free space, whatever the disk has",

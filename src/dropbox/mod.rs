@@ -32,6 +32,8 @@ pub const DEFAULT_MAILBOX_QUOTA: u64 = 1 << 30;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// Default free space the server keeps on the store's filesystem: 256 MiB.
 pub const DEFAULT_MIN_FREE_SPACE: u64 = 256 << 20;
+/// Free inodes the server keeps in reserve, as it keeps free bytes.
+pub const DEFAULT_MIN_FREE_INODES: u64 = 1024;
 /// Default idle deadline: nothing received for this long closes the connection.
 pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Default total deadline of one connection.

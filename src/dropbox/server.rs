@@ -51,6 +51,10 @@ pub struct ServerConfig {
     /// For tests only: take this as the store's free space instead of asking
     /// the filesystem (`sxf serve --assume-free-space`, hidden).
     pub assume_free_space: Option<u64>,
+    /// Free inodes kept in reserve (Unix; Windows has no inode count).
+    pub min_free_inodes: u64,
+    /// For tests: the free inodes to assume instead of asking the filesystem.
+    pub assume_free_inodes: Option<u64>,
     /// A connection on which nothing is read or written for this long is closed.
     pub idle_timeout: Duration,
     /// No connection lives longer than this.
@@ -75,6 +79,8 @@ impl ServerConfig {
             max_connections: super::DEFAULT_MAX_CONNECTIONS,
             min_free_space: super::DEFAULT_MIN_FREE_SPACE,
             assume_free_space: None,
+            min_free_inodes: super::DEFAULT_MIN_FREE_INODES,
+            assume_free_inodes: None,
             idle_timeout: super::DEFAULT_IDLE_TIMEOUT,
             total_timeout: super::DEFAULT_TOTAL_TIMEOUT,
             max_wait: super::DEFAULT_MAX_WAIT,
@@ -268,6 +274,8 @@ impl Server {
         let (mut store, report) = Store::open(&config.store, config.mailbox_quota)
             .map_err(|e| Error::io(format!("opening the store {}", config.store.display()), e))?;
         store.assume_free_space(config.assume_free_space);
+        store.assume_free_inodes(config.assume_free_inodes);
+        store.set_min_free_inodes(config.min_free_inodes);
         let addrs: Vec<SocketAddr> = config
             .listen
             .to_socket_addrs()
@@ -899,6 +907,19 @@ impl<'a> Conn<'a> {
                 self.refuse(Code::DiskFull, reason)?;
                 return Ok(Flow::Continue);
             }
+            Err(DiskRefusal::LowInodes {
+                free,
+                in_flight,
+                reserve,
+            }) => {
+                let reason = format!(
+                    "the server is low on inodes ({free} free, {in_flight} held for uploads in \
+                     progress, it keeps {reserve} in reserve; an upload needs {}); try again later",
+                    super::store::INODES_PER_UPLOAD
+                );
+                self.refuse(Code::DiskFull, reason)?;
+                return Ok(Flow::Continue);
+            }
             Err(DiskRefusal::Io(e)) => {
                 self.refuse(Code::Internal, format!("cannot check free disk space: {e}"))?;
                 return Ok(Flow::Continue);
@@ -976,6 +997,11 @@ impl<'a> Conn<'a> {
                             up.written()
                         ),
                     );
+                    return Ok(Flow::Close);
+                }
+                // Chunks take no inodes: the upload's were held at its start.
+                Err(DiskRefusal::LowInodes { .. }) => {
+                    self.close_with(Code::DiskFull, "the server ran low on inodes");
                     return Ok(Flow::Close);
                 }
                 Err(DiskRefusal::Io(e)) => {

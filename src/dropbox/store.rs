@@ -193,6 +193,12 @@ pub struct Store {
     assumed_free_space: Option<u64>,
     /// Bytes announced by uploads in progress, held against the free-disk reserve.
     disk_in_flight: Mutex<u64>,
+    /// For tests: the free inodes to report instead of asking the filesystem.
+    assumed_free_inodes: Option<u64>,
+    /// Free inodes never used for uploads.
+    min_free_inodes: u64,
+    /// Inodes held by uploads in progress, [`INODES_PER_UPLOAD`] each.
+    inodes_in_flight: Mutex<u64>,
     state: Mutex<State>,
     changed: Condvar,
     /// Uploads being validated right now, at most `max_validating`.
@@ -449,6 +455,9 @@ impl Store {
                 server_id,
                 assumed_free_space: None,
                 disk_in_flight: Mutex::new(0),
+                assumed_free_inodes: None,
+                min_free_inodes: super::DEFAULT_MIN_FREE_INODES,
+                inodes_in_flight: Mutex::new(0),
                 state: Mutex::new(State {
                     boxes,
                     filing: HashSet::new(),
@@ -478,6 +487,49 @@ impl Store {
         self.assumed_free_space = bytes;
     }
 
+    /// For tests: report this many free inodes instead of asking the filesystem.
+    pub fn assume_free_inodes(&mut self, inodes: Option<u64>) {
+        self.assumed_free_inodes = inodes;
+    }
+
+    /// Keep `n` inodes free: uploads that would leave fewer are refused.
+    pub fn set_min_free_inodes(&mut self, n: u64) {
+        self.min_free_inodes = n;
+    }
+
+    /// Inodes available on the store's filesystem; `None` when it has no
+    /// fixed number.
+    pub fn free_inodes(&self) -> io::Result<Option<u64>> {
+        if let Some(n) = self.assumed_free_inodes {
+            return Ok(Some(n));
+        }
+        crate::platform::available_inodes(&self.root)
+    }
+
+    /// Checks that `needed` more inodes fit above the reserve, counting those
+    /// uploads in progress hold, and holds `hold` of them.
+    fn take_inodes(&self, needed: u64, hold: u64) -> Result<(), DiskRefusal> {
+        let mut in_flight = self
+            .inodes_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(free) = self.free_inodes().map_err(DiskRefusal::Io)? {
+            let wanted = self
+                .min_free_inodes
+                .saturating_add(*in_flight)
+                .saturating_add(needed);
+            if free < wanted {
+                return Err(DiskRefusal::LowInodes {
+                    free,
+                    in_flight: *in_flight,
+                    reserve: self.min_free_inodes,
+                });
+            }
+        }
+        *in_flight += hold;
+        Ok(())
+    }
+
     /// Bytes available to an unprivileged user on the store's filesystem.
     pub fn free_space(&self) -> io::Result<u64> {
         if let Some(b) = self.assumed_free_space {
@@ -491,8 +543,12 @@ impl Store {
     /// already hold, less `len`, would fall under `min_free`. The guard holds
     /// nothing yet: [`DiskHold::grow`] holds each received chunk as it comes,
     /// so an upload that only announces a size holds no space for anyone.
+    ///
+    /// It also holds the [`INODES_PER_UPLOAD`] inodes an upload uses, or refuses
+    /// when they would take the free inodes under the inode reserve.
     pub fn hold_disk_space(&self, len: u64, min_free: u64) -> Result<DiskHold<'_>, DiskRefusal> {
         self.take_disk_space(len, 0, min_free)?;
+        self.take_inodes(INODES_PER_UPLOAD, INODES_PER_UPLOAD)?;
         Ok(DiskHold {
             store: self,
             len: 0,
@@ -673,6 +729,33 @@ impl Store {
             .tempfile_in(&self.tmp)?;
         record.write_all(digest_record(&id, upload.written, digest).as_bytes())?;
         record.as_file().sync_all()?;
+        // New mailbox directories take inodes too: within the reserve, or
+        // the message is not filed.
+        let new_boxes = recipients
+            .iter()
+            .filter(|r| !self.mailbox_dir(r).exists())
+            .count() as u64;
+        if new_boxes > 0 {
+            match self.take_inodes(new_boxes, 0) {
+                Ok(()) => {}
+                Err(DiskRefusal::LowInodes {
+                    free,
+                    in_flight,
+                    reserve,
+                }) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::StorageFull,
+                        format!(
+                            "the server is low on inodes ({free} free, {in_flight} held for uploads in \
+                             progress, it keeps {reserve} in reserve; this message needs {new_boxes} \
+                             new mailbox(es)); try again later"
+                        ),
+                    ));
+                }
+                Err(DiskRefusal::Io(e)) => return Err(e),
+                Err(DiskRefusal::Low { .. }) => return Err(io::ErrorKind::StorageFull.into()),
+            }
+        }
         let mut made = Vec::new();
         let linked = (|| -> io::Result<()> {
             for r in recipients {
@@ -849,9 +932,20 @@ pub enum DiskRefusal {
         in_flight: u64,
         reserve: u64,
     },
+    /// The inode reserve would be breached.
+    LowInodes {
+        free: u64,
+        in_flight: u64,
+        reserve: u64,
+    },
     /// The free space could not be read.
     Io(io::Error),
 }
+
+/// Inodes one upload uses while it is filed: the archive, its digest record
+/// and the commit record (links in the mailboxes take none). A new mailbox
+/// directory takes one more, checked when it is made.
+pub const INODES_PER_UPLOAD: u64 = 3;
 
 /// Free space held for one upload in progress: the bytes received so far.
 /// Released on drop, whether the upload was filed or failed.
@@ -878,6 +972,13 @@ impl Drop for DiskHold<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         *n = n.saturating_sub(self.len);
+        drop(n);
+        let mut inodes = self
+            .store
+            .inodes_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *inodes = inodes.saturating_sub(INODES_PER_UPLOAD);
     }
 }
 
