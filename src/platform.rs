@@ -164,19 +164,16 @@ pub fn sync_dir_entries(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// An identity for the file behind `meta` that is equal for two hard links
-/// to one file (device and inode on Unix). `None` where std cannot tell on
-/// stable Rust (Windows); callers then treat every path as its own file.
-pub fn file_identity(meta: &fs::Metadata) -> Option<(u64, u64)> {
+/// How many names (hard links) the open file has.
+pub fn link_count(file: &fs::File) -> io::Result<u64> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        Some((meta.dev(), meta.ino()))
+        Ok(file.metadata()?.nlink())
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        let _ = meta;
-        None
+        Ok(winapi_util::file::information(file)?.number_of_links())
     }
 }
 

@@ -752,7 +752,18 @@ fn mailbox_and_message_ids_like_dotdot_never_reach_the_filesystem() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     top.sort();
-    assert_eq!(top, ["commit", "lock", "mailboxes", "server-id", "tmp"]);
+    assert_eq!(
+        top,
+        [
+            "commit",
+            "digests",
+            "filing",
+            "lock",
+            "mailboxes",
+            "server-id",
+            "tmp"
+        ]
+    );
     assert!(!dir.path().join("x").exists());
     assert_eq!(server.mailbox_files("bob"), vec![format!("{id}.sxf")]);
 }
@@ -968,30 +979,60 @@ fn restart_finishes_committed_filings_and_drops_uncommitted_ones() {
         .terminate(Duration::from_secs(10))
         .expect("clean stop");
     let hexfp = |who: &str| fingerprint(who).to_string()["sha256:".len()..].to_owned();
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(read(&m)))
+    };
+    let len = read(&m).len();
     let committed = MessageId::generate().unwrap();
     let uncommitted = MessageId::generate().unwrap();
-    for who in ["bob", "dave"] {
-        let d = store.join("mailboxes").join(hexfp(who));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::copy(&m, d.join(format!(".{committed}.pending"))).unwrap();
-        std::fs::copy(&m, d.join(format!(".{uncommitted}.pending"))).unwrap();
+    // A store written before intent records: a pending link with none.
+    let legacy = MessageId::generate().unwrap();
+    let intent = format!("{digest}\n{}\n{}\n", hexfp("bob"), hexfp("dave"));
+    for id in [committed, uncommitted] {
+        std::fs::write(store.join("filing").join(id.to_string()), &intent).unwrap();
+        for who in ["bob", "dave"] {
+            let d = store.join("mailboxes").join(hexfp(who));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(&m, d.join(format!(".{id}.pending"))).unwrap();
+            std::fs::write(
+                d.join(format!(".{id}.sha256")),
+                format!("{id} {len} {digest}\n"),
+            )
+            .unwrap();
+        }
     }
+    let bob_box = store.join("mailboxes").join(hexfp("bob"));
+    std::fs::copy(&m, bob_box.join(format!(".{legacy}.pending"))).unwrap();
     std::fs::copy(&m, store.join("commit").join(format!("{committed}.sxf"))).unwrap();
+    // The uncommitted filing had made its digest pointer.
+    std::fs::write(
+        store.join("digests").join(&digest),
+        format!("{uncommitted} {len} {digest}\n"),
+    )
+    .unwrap();
 
     let server = Server::start(&store, &[]);
     let l = server.log().join("\n");
     assert!(
-        l.contains("finished 2 interrupted filing(s), discarded 2 uncommitted"),
+        l.contains("finished 1 interrupted filing(s), undid 1 uncommitted"),
         "{l}"
+    );
+    assert!(
+        server.wait_for_log("cleared 1 crash leftover(s)", Duration::from_secs(10)),
+        "{:?}",
+        server.log()
     );
     for who in ["bob", "dave"] {
         assert_eq!(
-            server.mailbox_files(who),
-            vec![format!("{committed}.sxf")],
+            server.mailbox_all_files(who),
+            vec![format!(".{committed}.sha256"), format!("{committed}.sxf")],
             "{who}"
         );
     }
     assert_eq!(std::fs::read_dir(store.join("commit")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(store.join("filing")).unwrap().count(), 0);
+    assert!(!store.join("digests").join(&digest).exists());
     let out = dir.path().join("in");
     assert!(server.fetch("dave", &out, &[]).status.success());
     assert_eq!(read(&out.join(format!("{committed}.sxf"))), read(&m));
@@ -1159,10 +1200,7 @@ fn resending_an_archive_whose_answer_was_lost_files_it_once() {
     // After a restart the server knows it from its digest record ...
     server = server.restart();
     assert!(
-        server
-            .log()
-            .iter()
-            .any(|l| l.contains("hashed 0 message(s)")),
+        server.wait_for_log("hashed 0 message(s)", Duration::from_secs(10)),
         "{:?}",
         server.log()
     );
@@ -1172,10 +1210,7 @@ fn resending_an_archive_whose_answer_was_lost_files_it_once() {
     std::fs::remove_file(server.mailbox_dir("bob").join(format!(".{id}.sha256"))).unwrap();
     server = Server::start(&store, &[]);
     assert!(
-        server
-            .log()
-            .iter()
-            .any(|l| l.contains("hashed 1 message(s)")),
+        server.wait_for_log("hashed 1 message(s)", Duration::from_secs(10)),
         "{:?}",
         server.log()
     );
@@ -1189,6 +1224,11 @@ fn resending_an_archive_whose_answer_was_lost_files_it_once() {
     assert_eq!(saved_archives(&out), vec![out.join(format!("{id}.sxf"))]);
     assert_eq!(read(&out.join(format!("{id}.sxf"))), read(&msg));
     assert!(server.mailbox_all_files("bob").is_empty());
+    assert_eq!(
+        std::fs::read_dir(store.join("digests")).unwrap().count(),
+        0,
+        "the digest pointer goes with the message"
+    );
     // Once nothing waits, the same bytes are a new message.
     let again = server.send_ok(&msg);
     assert_ne!(again, id);
@@ -1336,7 +1376,7 @@ fn a_message_deleted_while_it_is_being_filed_never_becomes_a_phantom() {
     use sxf::dropbox::store::Store;
     let dir = tempdir();
     let archive = seal(dir.path(), "m.sxf", &["bob", "carol"], "phantom", 0);
-    let (store, _) = Store::open(&dir.path().join("store"), 1 << 30).unwrap();
+    let (store, _) = Store::open(&dir.path().join("store"), Default::default()).unwrap();
     let store = std::sync::Arc::new(store);
     let bob = fingerprint("bob");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1468,7 +1508,7 @@ fn store_directories_are_private_to_the_server_user() {
     let dir = tempdir();
     let archive = seal(dir.path(), "m.sxf", &["bob"], "private", 0);
     let root = dir.path().join("new").join("store");
-    let (store, _) = Store::open(&root, 1 << 30).unwrap();
+    let (store, _) = Store::open(&root, Default::default()).unwrap();
     deposit(&store, &archive);
     let bob_box = root
         .join("mailboxes")
@@ -1476,7 +1516,9 @@ fn store_directories_are_private_to_the_server_user() {
     for d in [
         root.clone(),
         root.join("tmp"),
+        root.join("filing"),
         root.join("commit"),
+        root.join("digests"),
         root.join("mailboxes"),
         bob_box,
     ] {

@@ -31,6 +31,15 @@ pub(crate) struct ServeArgs {
     /// Most bytes waiting in one mailbox
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     mailbox_quota: u64,
+    /// Most bytes waiting in the whole store, each message counted once (default: no cap)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_store: Option<u64>,
+    /// Most distinct recipients one message is filed for
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    max_recipients: u16,
+    /// Delete messages that have waited longer than this
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    expire_after: Duration,
     /// Most simultaneous connections; more are refused with a BUSY error
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_connections: u32,
@@ -67,6 +76,9 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
     let config = ServerConfig {
         max_message_size: a.max_message_size,
         mailbox_quota: a.mailbox_quota,
+        max_store: a.max_store,
+        max_recipients: usize::from(a.max_recipients),
+        expire_after: a.expire_after,
         max_connections: a.max_connections as usize,
         min_free_space: a.min_free_space,
         idle_timeout: a.idle_timeout,
@@ -93,24 +105,22 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         .context("writing to standard error")?;
     let r = server.store_report();
     log_line(format_args!(
-        "store {}: server id {}; {} message(s), {} in {} mailbox(es); swept {} temp file(s), \
-         finished {} interrupted filing(s), discarded {} uncommitted, hashed {} message(s) \
-         that had no digest record",
+        "store {}: server id {}; swept {} temp file(s), finished {} interrupted filing(s), \
+         undid {} uncommitted; counting what it holds in the background",
         a.store.display(),
         hex::encode(server.server_id()),
-        r.messages,
-        human_bytes(r.bytes),
-        r.mailboxes,
         r.swept_temp_files,
         r.recovered,
         r.discarded_pending,
-        r.rehashed
     ));
     log_line(format_args!(
-        "limits: {} per message, {} per mailbox, {} connections, {} free-disk reserve, \
-         idle {}, total {}",
+        "limits: {} per message, {} per mailbox, {} in all, {} recipients per message, \
+         expiry after {}, {} connections, {} free-disk reserve, idle {}, total {}",
         human_bytes(a.max_message_size),
         human_bytes(a.mailbox_quota),
+        a.max_store.map_or("no cap".to_owned(), human_bytes),
+        a.max_recipients,
+        humantime::format_duration(a.expire_after),
         a.max_connections,
         human_bytes(a.min_free_space),
         humantime::format_duration(a.idle_timeout),

@@ -28,6 +28,11 @@ pub use protocol::{ErrorCode, MessageId};
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
 /// Default quota of one mailbox: 1 GiB.
 pub const DEFAULT_MAILBOX_QUOTA: u64 = 1 << 30;
+/// Default most distinct recipients one message is filed for.
+pub const DEFAULT_MAX_RECIPIENTS: usize = 32;
+/// Default age at which a waiting message is deleted: 30 days.
+pub const DEFAULT_EXPIRE_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(30 * 24 * 3600);
 /// Default most simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// Default free space the server keeps on the store's filesystem: 256 MiB.

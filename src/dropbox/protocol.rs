@@ -113,6 +113,10 @@ pub enum ErrorCode {
     NotSxf,
     /// No such message in this mailbox.
     NotFound,
+    /// The upload names more recipients than the server files one message for.
+    TooManyRecipients,
+    /// The store as a whole would exceed its cap (`--max-store`).
+    StoreFull,
     /// The server failed (I/O); try again later.
     Internal,
     /// A code this build does not know.
@@ -139,6 +143,8 @@ impl ErrorCode {
             ErrorCode::DiskFull => 32,
             ErrorCode::NotSxf => 33,
             ErrorCode::NotFound => 34,
+            ErrorCode::TooManyRecipients => 35,
+            ErrorCode::StoreFull => 36,
             ErrorCode::Internal => 50,
             ErrorCode::Other(c) => c,
         }
@@ -163,6 +169,8 @@ impl ErrorCode {
             32 => ErrorCode::DiskFull,
             33 => ErrorCode::NotSxf,
             34 => ErrorCode::NotFound,
+            35 => ErrorCode::TooManyRecipients,
+            36 => ErrorCode::StoreFull,
             50 => ErrorCode::Internal,
             c => ErrorCode::Other(c),
         }
@@ -188,6 +196,8 @@ impl ErrorCode {
             ErrorCode::DiskFull => "disk-full",
             ErrorCode::NotSxf => "not-sxf",
             ErrorCode::NotFound => "not-found",
+            ErrorCode::TooManyRecipients => "too-many-recipients",
+            ErrorCode::StoreFull => "store-full",
             ErrorCode::Internal => "internal",
             ErrorCode::Other(_) => "other",
         }

@@ -24,7 +24,7 @@ use super::protocol::{
     self, AuthRequest, ErrorCode, FrameError, Hello, MAX_DATA_BODY, MAX_LIST_ENTRIES, MessageId,
     Reply, Request,
 };
-use super::store::{DepositError, DiskRefusal, OpenReport, Store};
+use super::store::{self, DepositError, DiskRefusal, Inventory, OpenReport, Store, StoreLimits};
 use super::{Error, ErrorCode as Code};
 
 /// How long a stopping server lets requests in progress finish.
@@ -44,6 +44,12 @@ pub struct ServerConfig {
     pub store: PathBuf,
     pub max_message_size: u64,
     pub mailbox_quota: u64,
+    /// Most bytes the whole store holds, each message counted once.
+    pub max_store: Option<u64>,
+    /// Most distinct recipients one message is filed for.
+    pub max_recipients: usize,
+    /// Messages waiting longer than this are deleted.
+    pub expire_after: Duration,
     pub max_connections: usize,
     /// Uploads are refused while the store's filesystem has less than this free
     /// after the upload and every other upload in progress.
@@ -76,6 +82,9 @@ impl ServerConfig {
             store: store.into(),
             max_message_size: super::DEFAULT_MAX_MESSAGE_SIZE,
             mailbox_quota: super::DEFAULT_MAILBOX_QUOTA,
+            max_store: None,
+            max_recipients: super::DEFAULT_MAX_RECIPIENTS,
+            expire_after: super::DEFAULT_EXPIRE_AFTER,
             max_connections: super::DEFAULT_MAX_CONNECTIONS,
             min_free_space: super::DEFAULT_MIN_FREE_SPACE,
             assume_free_space: None,
@@ -130,6 +139,14 @@ pub enum Event {
         reason: String,
     },
     AcceptFailed {
+        error: String,
+    },
+    /// The first pass over the store finished.
+    Inventoried(Inventory),
+    /// A message waited longer than `--expire-after` and was deleted.
+    Expired(store::Expired),
+    /// A pass over the store failed (it is tried again at the next one).
+    HousekeepingFailed {
         error: String,
     },
     Stopping {
@@ -189,6 +206,29 @@ impl fmt::Display for Event {
             Event::Refused { peer, code, reason } => write!(f, "{peer} refused [{code}]: {reason}"),
             Event::Disconnected { peer, reason } => write!(f, "{peer} disconnected: {reason}"),
             Event::AcceptFailed { error } => write!(f, "accept failed: {error}"),
+            Event::Inventoried(i) => write!(
+                f,
+                "store holds {} message(s), {} in {} mailbox(es) (each message counted once); \
+                 hashed {} message(s) that had no digest record, cleared {} crash leftover(s); \
+                 counted in {} ms",
+                i.messages,
+                indicatif::HumanBytes(i.bytes),
+                i.mailboxes,
+                i.rehashed,
+                i.leftovers,
+                i.took.as_millis()
+            ),
+            Event::Expired(e) => write!(
+                f,
+                "expired {} ({}) from {}: it waited {}",
+                e.id,
+                indicatif::HumanBytes(e.len),
+                e.mailbox,
+                humantime::format_duration(Duration::from_secs(e.age.as_secs()))
+            ),
+            Event::HousekeepingFailed { error } => {
+                write!(f, "counting or expiring the store failed: {error}")
+            }
             Event::Stopping { connections } => {
                 write!(f, "stopping: {connections} connection(s) open")
             }
@@ -271,7 +311,12 @@ impl ShutdownHandle {
 impl Server {
     /// Opens the store (sweeping and recovering it) and binds the listener.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
-        let (mut store, report) = Store::open(&config.store, config.mailbox_quota)
+        let limits = StoreLimits {
+            mailbox_quota: config.mailbox_quota,
+            max_store: config.max_store,
+            max_recipients: config.max_recipients,
+        };
+        let (mut store, report) = Store::open(&config.store, limits)
             .map_err(|e| Error::io(format!("opening the store {}", config.store.display()), e))?;
         store.assume_free_space(config.assume_free_space);
         store.assume_free_inodes(config.assume_free_inodes);
@@ -329,8 +374,17 @@ impl Server {
     }
 
     /// Serves until [`ShutdownHandle::shutdown`] is called, then drains.
+    /// Counting and expiring the store runs beside it, in its own thread.
     pub fn run(self, log: Logger) -> Result<(), Error> {
         let shared = &self.shared;
+        let housekeeping = {
+            let shared = shared.clone();
+            let log = log.clone();
+            thread::Builder::new()
+                .name("sxf-dropbox-housekeeping".into())
+                .spawn(move || housekeeping(&shared, &log))
+                .map_err(|e| Error::io("starting the housekeeping thread", e))?
+        };
         for incoming in self.listener.incoming() {
             if shared.stopping() {
                 break;
@@ -356,6 +410,7 @@ impl Server {
         } = self;
         drop(listener);
         drain(&shared, &log);
+        let _ = housekeeping.join();
         Ok(())
     }
 
@@ -422,6 +477,40 @@ impl Server {
                 code: ErrorCode::Busy,
                 reason: busy_reason,
             });
+        }
+    }
+}
+
+/// How often expired messages are looked for: a tenth of the expiry age,
+/// between 1 s and 1 h.
+fn expiry_interval(expire_after: Duration) -> Duration {
+    (expire_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// The first pass over the store (its size, expiry, repairs), then an expiry
+/// pass at every [`expiry_interval`], until the server stops.
+fn housekeeping(shared: &Shared, log: &Logger) {
+    let max_age = shared.config.expire_after;
+    let mut expired = |e: store::Expired| log(&Event::Expired(e));
+    let mut counted = false;
+    loop {
+        // Until one inventory succeeds, each pass is another try (uploads
+        // that need the store's size wait for it).
+        let pass = if counted {
+            shared.store.expire(max_age, &mut expired)
+        } else {
+            shared.store.inventory(max_age, &mut expired).map(|i| {
+                counted = true;
+                log(&Event::Inventoried(i));
+            })
+        };
+        if let Err(e) = pass {
+            log(&Event::HousekeepingFailed {
+                error: e.to_string(),
+            });
+        }
+        if !shared.store.pause(expiry_interval(max_age)) {
+            return;
         }
     }
 }
@@ -1038,6 +1127,12 @@ impl<'a> Conn<'a> {
             Err(e @ DepositError::NotSxf(_)) => self.refuse(Code::NotSxf, e.to_string())?,
             Err(e @ DepositError::OverQuota { .. }) => {
                 self.refuse(Code::OverQuota, e.to_string())?
+            }
+            Err(e @ DepositError::TooManyRecipients { .. }) => {
+                self.refuse(Code::TooManyRecipients, e.to_string())?
+            }
+            Err(e @ DepositError::StoreFull { .. }) => {
+                self.refuse(Code::StoreFull, e.to_string())?
             }
             Err(DepositError::Io(e)) => {
                 let code = if e.kind() == io::ErrorKind::StorageFull {

@@ -1,37 +1,48 @@
 //! The drop-box's durable store: mailboxes on disk, crash-safe filing, quotas,
-//! and the condition variable that wakes long-polling fetchers.
+//! expiry, and the condition variable that wakes long-polling fetchers.
 //!
 //! Layout under the store directory (see `spec/DROPBOX.md`, "Store"):
 //!
 //! ```text
 //! server-id                      64 hex digits: this server's identity
 //! lock                           locked (File::try_lock) while a server runs on this store
-//! tmp/upload-*.part              uploads being received (swept at start-up)
+//! tmp/*.part                     uploads and records being written (swept at start-up)
+//! filing/<id>                    the intent record of a message being filed
 //! commit/<id>.sxf                the commit record of a message being filed
+//! digests/<64 hex>               the newest message filed with this SHA-256
 //! mailboxes/<64 hex>/<id>.sxf    a waiting message (one hard link per recipient)
 //! mailboxes/<64 hex>/.<id>.sha256    its digest record (one hard link per recipient)
 //! mailboxes/<64 hex>/.<id>.pending   a link made before the commit point
 //! ```
 //!
-//! Filing a message is all-or-nothing across its recipients: pending links are
-//! made and synced in every mailbox, then one rename into `commit/` is the
-//! commit point, then the pending links are renamed into view. Start-up finishes
-//! every committed message and removes every uncommitted one. No name under the
-//! store ever comes from a client: mailbox directories are the hex of a parsed
-//! [`Fingerprint`] and file names are server-generated [`MessageId`]s.
+//! **Memory does not grow with what is stored.** Everything about waiting
+//! messages lives on disk; memory holds only what uploads in progress reserve,
+//! and a bounded cache of recently used mailboxes' sizes (read from the
+//! directory on a miss). Start-up reads only the intent records of filings a
+//! crash interrupted; counting the store and expiring old messages is done by
+//! a background pass that streams the directories.
 //!
-//! Uploads are idempotent: the SHA-256 of every waiting archive is kept in
-//! memory (and in its digest record, so start-up need not re-read the archives),
-//! and an upload byte-identical to a message still waiting in every one of its
-//! recipients' mailboxes is answered with that message's id instead of being
-//! filed again.
+//! Filing a message is all-or-nothing across its recipients: an intent record
+//! names the recipients, pending links are made and synced in every mailbox,
+//! then one rename into `commit/` is the commit point, then the pending links
+//! are renamed into view. Start-up finishes every committed filing and undoes
+//! every uncommitted one, from the intent records alone. No name under the
+//! store ever comes from a client: mailbox directories are the hex of a parsed
+//! [`Fingerprint`] and file names are server-generated [`MessageId`]s or hex
+//! digests.
+//!
+//! Uploads are idempotent: `digests/<sha256>` names the newest message filed
+//! with those bytes, and an upload byte-identical to a message still waiting
+//! in every one of its recipients' mailboxes is answered with that message's
+//! id instead of being filed again.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
@@ -41,21 +52,45 @@ use crate::open::ExpectedSender;
 
 use super::protocol::{ListEntry, MessageId};
 
-/// What opening a store found and repaired.
+/// What opening a store repaired. Opening reads only what a crash left in
+/// flight, so it takes the same time however much is stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpenReport {
-    pub messages: u64,
-    pub mailboxes: u64,
-    pub bytes: u64,
-    /// Leftover upload temp files removed.
+    /// Leftover upload and record temp files removed.
     pub swept_temp_files: u64,
     /// Messages whose filing was committed but not finished before a crash.
     pub recovered: u64,
-    /// Pending links of uncommitted messages removed.
+    /// Filings a crash interrupted before their commit point, undone.
     pub discarded_pending: u64,
-    /// Waiting messages whose digest record was missing or unreadable, hashed
-    /// again and recorded.
+}
+
+/// What the first pass over the stored messages counted and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    /// Waiting messages, each counted once however many mailboxes link it.
+    pub messages: u64,
+    /// Mailboxes holding at least one message.
+    pub mailboxes: u64,
+    /// Bytes of the waiting messages, each counted once.
+    pub bytes: u64,
+    /// Waiting messages whose digest record was missing, hashed again and
+    /// recorded.
     pub rehashed: u64,
+    /// Links and records left by a crash in a store written before intent
+    /// records, finished or removed.
+    pub leftovers: u64,
+    /// How long the pass took.
+    pub took: Duration,
+}
+
+/// A message removed because it waited longer than the expiry age.
+#[derive(Debug, Clone)]
+pub struct Expired {
+    pub mailbox: Fingerprint,
+    pub id: MessageId,
+    pub len: u64,
+    /// How long it had waited.
+    pub age: Duration,
 }
 
 /// The SHA-256 of a whole archive.
@@ -76,6 +111,12 @@ pub enum DepositError {
         size: u64,
         quota: u64,
     },
+    #[error("the archive names {count} recipients; this server files a message for at most {max}")]
+    TooManyRecipients { count: usize, max: usize },
+    #[error(
+        "the server's store holds {stored} bytes; this {size}-byte message would exceed its cap of {max} bytes; try again later"
+    )]
+    StoreFull { stored: u64, size: u64, max: u64 },
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -91,68 +132,30 @@ pub struct Deposited {
     pub duplicate: bool,
 }
 
-/// One mailbox in memory: its usage and the digest of every waiting message.
-#[derive(Debug, Default)]
-struct Mailbox {
-    bytes: u64,
-    /// Bytes of messages being filed right now, counted against the quota.
-    reserved: u64,
-    digests: HashMap<MessageId, ArchiveDigest>,
-    by_digest: HashMap<ArchiveDigest, BTreeSet<MessageId>>,
-}
+/// Mailboxes whose size is kept in memory: the most recently used ones. A
+/// miss costs one read of that mailbox's directory.
+const USAGE_CACHE_ENTRIES: usize = 4096;
 
-impl Mailbox {
-    fn count(&self) -> usize {
-        self.digests.len()
-    }
-
-    fn insert(&mut self, id: MessageId, digest: ArchiveDigest, len: u64) {
-        self.bytes += len;
-        self.digests.insert(id, digest);
-        self.by_digest.entry(digest).or_default().insert(id);
-    }
-
-    fn remove(&mut self, id: &MessageId, len: u64) {
-        self.bytes = self.bytes.saturating_sub(len);
-        if let Some(d) = self.digests.remove(id)
-            && let Some(ids) = self.by_digest.get_mut(&d)
-        {
-            ids.remove(id);
-            if ids.is_empty() {
-                self.by_digest.remove(&d);
-            }
-        }
-    }
-}
-
-#[derive(Debug, Default)]
+/// What the store keeps in memory: only uploads in progress, and a bounded
+/// cache. Nothing here grows with the number of stored messages or mailboxes.
 struct State {
-    boxes: HashMap<Fingerprint, Mailbox>,
+    /// Bytes waiting in recently used mailboxes, each exactly the sum of its
+    /// `<id>.sxf` and finished-but-unpublished `.<id>.pending` links.
+    usage: lru::LruCache<Fingerprint, u64>,
+    /// Bytes being filed right now, per recipient, counted against quotas.
+    reserved: HashMap<Fingerprint, u64>,
     /// Digests of uploads being filed right now: an identical upload waits for
     /// the filing to finish, then finds it (or files, if it failed).
     filing: HashSet<ArchiveDigest>,
+    /// Ids being filed right now, whose pending links are counted in
+    /// `reserved`, not in `usage`.
+    filing_ids: HashSet<MessageId>,
+    /// Bytes of all waiting messages, each counted once; `None` until the
+    /// first [`Store::inventory`] has counted them.
+    stored: Option<u64>,
+    /// Bytes being filed right now, counted against `--max-store`.
+    stored_reserved: u64,
     stopping: bool,
-}
-
-impl State {
-    /// The oldest message with this digest that waits in every one of these
-    /// mailboxes, if any.
-    fn waiting_everywhere(
-        &self,
-        recipients: &[Fingerprint],
-        digest: &ArchiveDigest,
-    ) -> Option<MessageId> {
-        let (first, rest) = recipients.split_first()?;
-        let candidates = self.boxes.get(first)?.by_digest.get(digest)?;
-        candidates.iter().copied().find(|id| {
-            rest.iter().all(|r| {
-                self.boxes
-                    .get(r)
-                    .and_then(|b| b.by_digest.get(digest))
-                    .is_some_and(|ids| ids.contains(id))
-            })
-        })
-    }
 }
 
 /// An upload being received: a temp file in `tmp/`, removed on drop unless
@@ -181,13 +184,37 @@ impl Write for Upload {
     }
 }
 
+/// Store-wide limits (besides the free-space and inode reserves).
+#[derive(Debug, Clone)]
+pub struct StoreLimits {
+    /// Most bytes waiting in one mailbox.
+    pub mailbox_quota: u64,
+    /// Most bytes waiting in the whole store, each message counted once.
+    pub max_store: Option<u64>,
+    /// Most distinct recipients one message is filed for.
+    pub max_recipients: usize,
+}
+
+impl Default for StoreLimits {
+    /// The documented defaults of `sxf serve`.
+    fn default() -> Self {
+        StoreLimits {
+            mailbox_quota: super::DEFAULT_MAILBOX_QUOTA,
+            max_store: None,
+            max_recipients: super::DEFAULT_MAX_RECIPIENTS,
+        }
+    }
+}
+
 /// The store. Shared by every connection thread.
 pub struct Store {
     root: PathBuf,
     tmp: PathBuf,
+    filing: PathBuf,
     commit: PathBuf,
+    digests: PathBuf,
     mailboxes: PathBuf,
-    quota: u64,
+    limits: StoreLimits,
     server_id: [u8; 32],
     /// For tests: the free space to report instead of asking the filesystem.
     assumed_free_space: Option<u64>,
@@ -238,6 +265,15 @@ fn ctx(what: impl std::fmt::Display, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
+/// Removes a file; one that is already gone is not an error.
+fn remove_if_present(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The name of a message's digest record in a mailbox.
 fn digest_record_name(id: &MessageId) -> String {
     format!(".{id}.sha256")
@@ -250,13 +286,39 @@ fn digest_record(id: &MessageId, len: u64, digest: &ArchiveDigest) -> String {
     format!("{id} {len} {}\n", hex::encode(digest))
 }
 
-fn parse_digest_record(text: &str, id: &MessageId, len: u64) -> Option<ArchiveDigest> {
+/// Parses a digest record into its id, length and digest.
+fn parse_record_fields(text: &str) -> Option<(MessageId, u64, ArchiveDigest)> {
     let mut parts = text.strip_suffix('\n')?.split(' ');
     let (rid, rlen, rhex) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || MessageId::parse(rid)? != *id || rlen != len.to_string() {
+    if parts.next().is_some() {
         return None;
     }
-    crate::parse_lower_hex(rhex)
+    let len: u64 = rlen.parse().ok()?;
+    if len.to_string() != rlen {
+        return None; // canonical decimal only
+    }
+    Some((MessageId::parse(rid)?, len, crate::parse_lower_hex(rhex)?))
+}
+
+fn parse_digest_record(text: &str, id: &MessageId, len: u64) -> Option<ArchiveDigest> {
+    let (rid, rlen, digest) = parse_record_fields(text)?;
+    (rid == *id && rlen == len).then_some(digest)
+}
+
+/// Reads a small record file; `None` if it is missing, too long or not text.
+fn read_record(path: &Path) -> io::Result<Option<String>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut text = String::new();
+    // A record is ~120 bytes; an intent names at most a few hundred recipients.
+    match Read::take(&mut f, 64 * 1024).read_to_string(&mut text) {
+        Ok(_) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// SHA-256 of a whole file.
@@ -273,30 +335,66 @@ fn hash_file(path: &Path) -> io::Result<ArchiveDigest> {
     }
 }
 
-/// Writes a digest record durably into `dir` (made in `tmp`, fsynced, renamed;
-/// the caller fsyncs `dir`).
-fn write_digest_record(
-    tmp: &Path,
-    dir: &Path,
-    id: &MessageId,
-    len: u64,
-    digest: &ArchiveDigest,
-) -> io::Result<()> {
+/// A small file written durably into `tmp` (fsynced), not yet named anywhere.
+fn durable_temp(tmp: &Path, prefix: &str, text: &str) -> io::Result<tempfile::NamedTempFile> {
     let mut f = tempfile::Builder::new()
-        .prefix("digest-")
+        .prefix(prefix)
         .suffix(".part")
         .tempfile_in(tmp)?;
-    f.write_all(digest_record(id, len, digest).as_bytes())?;
+    f.write_all(text.as_bytes())?;
     f.as_file().sync_all()?;
-    f.persist(dir.join(digest_record_name(id)))
-        .map_err(|e| e.error)?;
-    Ok(())
+    Ok(f)
+}
+
+/// An intent record: the digest, then each recipient's mailbox directory
+/// name, one per line.
+fn intent_record(digest: &ArchiveDigest, recipients: &[Fingerprint]) -> String {
+    let mut text = format!("{}\n", hex::encode(digest));
+    for r in recipients {
+        text.push_str(&hex::encode(r.as_bytes()));
+        text.push('\n');
+    }
+    text
+}
+
+/// Parses an intent record into the digest and the recipients' directory names.
+fn parse_intent_record(text: &str) -> Option<(ArchiveDigest, Vec<String>)> {
+    let mut lines = text.strip_suffix('\n')?.split('\n');
+    let digest = crate::parse_lower_hex(lines.next()?)?;
+    let mut dirs = Vec::new();
+    for l in lines {
+        let _: [u8; 32] = crate::parse_lower_hex(l)?;
+        dirs.push(l.to_owned());
+    }
+    Some((digest, dirs))
+}
+
+/// Per link count, how many links of that count were seen and their bytes:
+/// a file with k links is seen k times, so dividing each bucket by k counts
+/// every message once, without remembering which files were already seen.
+#[derive(Default)]
+struct LinkTally(HashMap<u64, (u64, u64)>);
+
+impl LinkTally {
+    fn add(&mut self, links: u64, len: u64) {
+        let e = self.0.entry(links.max(1)).or_default();
+        e.0 += 1;
+        e.1 += len;
+    }
+    /// (messages, bytes), each message once. Exact unless links were added or
+    /// removed while counting.
+    fn totals(&self) -> (u64, u64) {
+        self.0.iter().fold((0, 0), |(m, b), (k, (n, bytes))| {
+            (m + n.div_ceil(*k), b + bytes.div_ceil(*k))
+        })
+    }
 }
 
 impl Store {
     /// Opens (creating if needed) a store, takes its lock, sweeps temp files and
-    /// finishes or discards interrupted filings.
-    pub fn open(root: &Path, quota: u64) -> io::Result<(Store, OpenReport)> {
+    /// finishes or undoes interrupted filings. Reads only `tmp/`, `filing/` and
+    /// `commit/`: its time does not depend on how much is stored.
+    pub fn open(root: &Path, limits: StoreLimits) -> io::Result<(Store, OpenReport)> {
         private_dir_all(root).map_err(|e| ctx(format!("creating {}", root.display()), e))?;
         let lock = fs::OpenOptions::new()
             .create(true)
@@ -311,166 +409,113 @@ impl Store {
             )
         })?;
         let tmp = root.join("tmp");
+        let filing = root.join("filing");
         let commit = root.join("commit");
+        let digests = root.join("digests");
         let mailboxes = root.join("mailboxes");
-        for d in [&tmp, &commit, &mailboxes] {
+        for d in [&tmp, &filing, &commit, &digests, &mailboxes] {
             private_dir_all(d).map_err(|e| ctx(format!("creating {}", d.display()), e))?;
         }
         sync_dir(root)?;
         let server_id = load_or_create_server_id(root)?;
-        let mut report = OpenReport::default();
+        let mut store = Store {
+            root: root.to_owned(),
+            tmp,
+            filing,
+            commit,
+            digests,
+            mailboxes,
+            limits,
+            server_id,
+            assumed_free_space: None,
+            disk_in_flight: Mutex::new(0),
+            assumed_free_inodes: None,
+            min_free_inodes: super::DEFAULT_MIN_FREE_INODES,
+            inodes_in_flight: Mutex::new(0),
+            state: Mutex::new(State {
+                usage: lru::LruCache::new(
+                    NonZeroUsize::new(USAGE_CACHE_ENTRIES).expect("non-zero"),
+                ),
+                reserved: HashMap::new(),
+                filing: HashSet::new(),
+                filing_ids: HashSet::new(),
+                stored: None,
+                stored_reserved: 0,
+                stopping: false,
+            }),
+            changed: Condvar::new(),
+            validating: Mutex::new(0),
+            validated: Condvar::new(),
+            max_validating: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            _lock: lock,
+        };
+        let report = store.recover()?;
+        Ok((store, report))
+    }
 
-        // 1. Uploads that never finished.
-        for entry in fs::read_dir(&tmp)? {
+    /// Start-up repair: empties `tmp/`, then finishes every filing whose intent
+    /// record has a commit record and undoes every other one.
+    fn recover(&mut self) -> io::Result<OpenReport> {
+        let mut report = OpenReport::default();
+        for entry in fs::read_dir(&self.tmp)? {
             let entry = entry?;
             fs::remove_file(entry.path())
                 .map_err(|e| ctx(format!("removing {}", entry.path().display()), e))?;
             report.swept_temp_files += 1;
         }
-        sync_dir(&tmp)?;
-
-        // 2. Commit records of filings that a crash interrupted.
-        let mut committed = Vec::new();
-        for entry in fs::read_dir(&commit)? {
+        sync_dir(&self.tmp)?;
+        for entry in fs::read_dir(&self.filing)? {
             let entry = entry?;
-            if let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| is_id_name(n, "", ".sxf"))
-            {
-                committed.push(id);
-            }
-        }
-
-        // 3. Every mailbox: finish committed pending links, drop the rest, count,
-        // and load (or rebuild) the digest of every waiting message.
-        let mut boxes = HashMap::new();
-        let mut hashed: HashMap<(u64, u64), ArchiveDigest> = HashMap::new();
-        for entry in fs::read_dir(&mailboxes)? {
-            let entry = entry?;
-            let Some(fp) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| Fingerprint::parse(&format!("{}{n}", Fingerprint::PREFIX)))
-            else {
+            let Some(id) = entry.file_name().to_str().and_then(MessageId::parse) else {
                 continue; // not ours; never touched
             };
-            let dir = entry.path();
-            let mut mailbox = Mailbox::default();
-            let mut changed = false;
-            for m in fs::read_dir(&dir)? {
-                let m = m?;
-                let Some(name) = m.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                if let Some(id) = is_id_name(&name, ".", ".pending") {
-                    if committed.contains(&id) {
-                        fs::rename(m.path(), dir.join(format!("{id}.sxf")))?;
-                        report.recovered += 1;
+            let intent = read_record(&entry.path())?.and_then(|t| parse_intent_record(&t));
+            let commit_path = self.commit.join(format!("{id}.sxf"));
+            let committed = commit_path.exists();
+            if let Some((digest, dirs)) = intent {
+                for d in dirs {
+                    let dir = self.mailboxes.join(d);
+                    let pending = dir.join(format!(".{id}.pending"));
+                    if committed {
+                        if pending.exists() {
+                            fs::rename(&pending, dir.join(format!("{id}.sxf")))?;
+                        }
                     } else {
-                        fs::remove_file(m.path())?;
-                        report.discarded_pending += 1;
+                        remove_if_present(&pending)?;
+                        remove_if_present(&dir.join(digest_record_name(&id)))?;
                     }
-                    changed = true;
+                    if dir.exists() {
+                        sync_dir(&dir)?;
+                    }
+                }
+                if !committed {
+                    self.forget_digest(&digest, &id)?;
                 }
             }
-            // Waiting messages and their digest records.
-            let mut waiting = Vec::new();
-            let mut records = HashSet::new();
-            for m in fs::read_dir(&dir)? {
-                let m = m?;
-                let Some(name) = m.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                if let Some(id) = is_id_name(&name, "", ".sxf") {
-                    waiting.push((id, m.metadata()?.len()));
-                } else if let Some(id) = is_id_name(&name, ".", ".sha256") {
-                    records.insert(id);
-                }
+            if committed {
+                report.recovered += 1;
+            } else {
+                report.discarded_pending += 1;
             }
-            for (id, len) in &waiting {
-                let record = dir.join(digest_record_name(id));
-                let known = if records.remove(id) {
-                    fs::read_to_string(&record)
-                        .ok()
-                        .and_then(|t| parse_digest_record(&t, id, *len))
-                } else {
-                    None
-                };
-                let digest = match known {
-                    Some(d) => d,
-                    None => {
-                        // Missing (a store from before digest records) or
-                        // unreadable. A message in several mailboxes is one file
-                        // with several links: hash it once.
-                        let path = dir.join(format!("{id}.sxf"));
-                        let inode = crate::platform::file_identity(&fs::metadata(&path)?);
-                        let d = match inode.and_then(|i| hashed.get(&i)) {
-                            Some(d) => *d,
-                            None => {
-                                let d = hash_file(&path)?;
-                                if let Some(i) = inode {
-                                    hashed.insert(i, d);
-                                }
-                                d
-                            }
-                        };
-                        write_digest_record(&tmp, &dir, id, *len, &d)?;
-                        report.rehashed += 1;
-                        changed = true;
-                        d
-                    }
-                };
-                mailbox.insert(*id, digest, *len);
-            }
-            // Records whose message is gone (a crash during a DELETE, or an
-            // uncommitted filing).
-            for id in records {
-                fs::remove_file(dir.join(digest_record_name(&id)))?;
-                changed = true;
-            }
-            if changed {
-                sync_dir(&dir)?;
-            }
-            report.messages += mailbox.count() as u64;
-            report.bytes += mailbox.bytes;
-            if mailbox.count() > 0 {
-                report.mailboxes += 1;
-            }
-            boxes.insert(fp, mailbox);
+            // The intent goes before the commit record: an intent never
+            // outlives its commit record unless the filing was undone.
+            fs::remove_file(entry.path())?;
+            sync_dir(&self.filing)?;
+            remove_if_present(&commit_path)?;
         }
-        for id in &committed {
-            fs::remove_file(commit.join(format!("{id}.sxf")))?;
+        sync_dir(&self.commit)?;
+        Ok(report)
+    }
+
+    /// Removes `digests/<hex>` if it names `id`.
+    fn forget_digest(&self, digest: &ArchiveDigest, id: &MessageId) -> io::Result<()> {
+        let pointer = self.digests.join(hex::encode(digest));
+        if let Some(text) = read_record(&pointer)?
+            && parse_record_fields(&text).is_some_and(|(pid, _, d)| pid == *id && d == *digest)
+        {
+            remove_if_present(&pointer)?;
         }
-        if !committed.is_empty() {
-            sync_dir(&commit)?;
-        }
-        Ok((
-            Store {
-                root: root.to_owned(),
-                tmp,
-                commit,
-                mailboxes,
-                quota,
-                server_id,
-                assumed_free_space: None,
-                disk_in_flight: Mutex::new(0),
-                assumed_free_inodes: None,
-                min_free_inodes: super::DEFAULT_MIN_FREE_INODES,
-                inodes_in_flight: Mutex::new(0),
-                state: Mutex::new(State {
-                    boxes,
-                    filing: HashSet::new(),
-                    stopping: false,
-                }),
-                changed: Condvar::new(),
-                validating: Mutex::new(0),
-                validated: Condvar::new(),
-                max_validating: std::thread::available_parallelism().map_or(2, |n| n.get()),
-                _lock: lock,
-            },
-            report,
-        ))
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -623,6 +668,12 @@ impl Store {
         let mut recipients = verified.manifest.recipients.clone();
         recipients.sort();
         recipients.dedup();
+        if recipients.len() > self.limits.max_recipients {
+            return Err(DepositError::TooManyRecipients {
+                count: recipients.len(),
+                max: self.limits.max_recipients,
+            });
+        }
         let digest: ArchiveDigest = upload.sha.clone().finalize().into();
 
         // Idempotence: the same bytes already waiting for every recipient (a
@@ -630,7 +681,7 @@ impl Store {
         // filing. An identical upload being filed right now is waited for.
         let mut state = self.lock();
         loop {
-            if let Some(id) = state.waiting_everywhere(&recipients, &digest) {
+            if let Some(id) = self.waiting_everywhere(&recipients, &digest)? {
                 return Ok(Deposited {
                     id,
                     len,
@@ -643,32 +694,46 @@ impl Store {
             }
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
-        Self::reserve(&mut state, self.quota, &recipients, len)?;
+        let id = MessageId::generate()?;
+        state = self.reserve(state, &recipients, len)?;
         state.filing.insert(digest);
+        state.filing_ids.insert(id);
         drop(state);
 
-        let committed = MessageId::generate().and_then(|id| {
-            self.commit_links(upload, &recipients, id, &digest)
-                .map(|_| id)
-        });
-        // The message is known in memory before any of its names becomes
-        // visible: a recipient's DELETE can then never remove a file whose id
-        // memory does not hold yet (memory would keep a message that is gone).
+        let committed = self.commit_links(upload, &recipients, id, &digest);
+        // The message is counted before any of its names becomes visible, so a
+        // recipient's DELETE never subtracts bytes that were not added.
         let mut state = self.lock();
-        state.filing.remove(&digest);
+        state.filing_ids.remove(&id);
+        state.stored_reserved -= len;
+        if committed.is_ok()
+            && let Some(s) = state.stored.as_mut()
+        {
+            *s += len;
+        }
         for r in &recipients {
-            let b = state.boxes.entry(r.clone()).or_default();
-            b.reserved -= len;
-            if let Ok(id) = &committed {
-                b.insert(*id, digest, len);
+            if let Some(left) = state.reserved.get_mut(r) {
+                *left -= len;
+                if *left == 0 {
+                    state.reserved.remove(r);
+                }
+            }
+            if committed.is_ok()
+                && let Some(b) = state.usage.get_mut(r)
+            {
+                *b += len;
             }
         }
         drop(state);
-        let result = committed.and_then(|id| self.publish_links(&recipients, id).map(|_| id));
+        let result = committed.and_then(|_| self.publish_links(&recipients, id));
+        // Identical uploads wait until the names are visible, so that they find
+        // this message instead of filing it again.
+        self.lock().filing.remove(&digest);
         // Wakes long-polls, and identical uploads waiting for this filing.
         self.changed.notify_all();
+        result?;
         Ok(Deposited {
-            id: result?,
+            id,
             len,
             recipients,
             duplicate: false,
@@ -685,15 +750,59 @@ impl Store {
         ValidationSlot(self)
     }
 
-    /// Counts `len` against every recipient's quota, or refuses.
-    fn reserve(
-        state: &mut State,
-        quota: u64,
+    /// The message whose archive has this digest and that waits in every one
+    /// of these mailboxes, if any. Only the newest filing of a digest can: an
+    /// older one was filed again because a recipient no longer held it.
+    fn waiting_everywhere(
+        &self,
+        recipients: &[Fingerprint],
+        digest: &ArchiveDigest,
+    ) -> io::Result<Option<MessageId>> {
+        let Some(text) = read_record(&self.digests.join(hex::encode(digest)))? else {
+            return Ok(None);
+        };
+        let Some((id, len, d)) = parse_record_fields(&text) else {
+            return Ok(None);
+        };
+        if d != *digest {
+            return Ok(None);
+        }
+        for r in recipients {
+            match fs::metadata(self.mailbox_dir(r).join(format!("{id}.sxf"))) {
+                Ok(m) if m.len() == len => {}
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(id))
+    }
+
+    /// Counts `len` against every recipient's quota and the store cap, or
+    /// refuses. With a store cap, waits for the first inventory to know the
+    /// store's size.
+    fn reserve<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
         recipients: &[Fingerprint],
         len: u64,
-    ) -> Result<(), DepositError> {
+    ) -> Result<MutexGuard<'a, State>, DepositError> {
+        if let Some(max) = self.limits.max_store {
+            while state.stored.is_none() && !state.stopping {
+                state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+            let stored = state.stored.unwrap_or(0) + state.stored_reserved;
+            if stored.saturating_add(len) > max {
+                return Err(DepositError::StoreFull {
+                    stored,
+                    size: len,
+                    max,
+                });
+            }
+        }
+        let quota = self.limits.mailbox_quota;
         for r in recipients {
-            let used = state.boxes.get(r).map_or(0, |b| b.bytes + b.reserved);
+            let used = self.usage(&mut state, r)? + state.reserved.get(r).copied().unwrap_or(0);
             if used.saturating_add(len) > quota {
                 return Err(DepositError::OverQuota {
                     mailbox: r.clone(),
@@ -704,13 +813,49 @@ impl Store {
             }
         }
         for r in recipients {
-            state.boxes.entry(r.clone()).or_default().reserved += len;
+            *state.reserved.entry(r.clone()).or_default() += len;
         }
-        Ok(())
+        state.stored_reserved += len;
+        Ok(state)
     }
 
-    /// Pending links (and digest records) in every mailbox, then the commit
-    /// rename. [`Store::publish_links`] makes the names visible.
+    /// The bytes waiting in a mailbox: from the cache, or read from its
+    /// directory (under the store's lock, so no filing or deletion is half
+    /// counted).
+    fn usage(&self, state: &mut State, mailbox: &Fingerprint) -> io::Result<u64> {
+        if let Some(b) = state.usage.get(mailbox) {
+            return Ok(*b);
+        }
+        let mut bytes = 0u64;
+        match fs::read_dir(self.mailbox_dir(mailbox)) {
+            Ok(rd) => {
+                for e in rd {
+                    let e = e?;
+                    let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    let counted = is_id_name(&name, "", ".sxf").is_some()
+                        || is_id_name(&name, ".", ".pending")
+                            .is_some_and(|id| !state.filing_ids.contains(&id));
+                    if counted {
+                        match e.metadata() {
+                            Ok(m) => bytes += m.len(),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        state.usage.put(mailbox.clone(), bytes);
+        Ok(bytes)
+    }
+
+    /// The intent record, pending links and digest records in every mailbox,
+    /// the digest pointer, then the commit rename. [`Store::publish_links`]
+    /// makes the names visible.
     fn commit_links(
         &self,
         upload: Upload,
@@ -723,38 +868,49 @@ impl Store {
         let record_name = digest_record_name(&id);
         // One digest record, durable before it is linked anywhere; the temp name
         // goes when `record` drops, its links in the mailboxes stay.
-        let mut record = tempfile::Builder::new()
-            .prefix("digest-")
-            .suffix(".part")
-            .tempfile_in(&self.tmp)?;
-        record.write_all(digest_record(&id, upload.written, digest).as_bytes())?;
-        record.as_file().sync_all()?;
+        let record = durable_temp(
+            &self.tmp,
+            "digest-",
+            &digest_record(&id, upload.written, digest),
+        )?;
+        // The intent: which mailboxes to finish or undo after a crash.
+        let intent_path = self.filing.join(id.to_string());
+        durable_temp(&self.tmp, "intent-", &intent_record(digest, recipients))?
+            .persist_noclobber(&intent_path)
+            .map_err(|e| e.error)?;
+        sync_dir(&self.filing)?;
+        let undo_intent = |made: &[PathBuf]| {
+            for p in made {
+                let _ = fs::remove_file(p);
+            }
+            let _ = fs::remove_file(&intent_path);
+        };
         // New mailbox directories take inodes too: within the reserve, or
         // the message is not filed.
         let new_boxes = recipients
             .iter()
             .filter(|r| !self.mailbox_dir(r).exists())
             .count() as u64;
-        if new_boxes > 0 {
-            match self.take_inodes(new_boxes, 0) {
-                Ok(()) => {}
-                Err(DiskRefusal::LowInodes {
+        if new_boxes > 0
+            && let Err(e) = self.take_inodes(new_boxes, 0)
+        {
+            undo_intent(&[]);
+            return Err(match e {
+                DiskRefusal::LowInodes {
                     free,
                     in_flight,
                     reserve,
-                }) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::StorageFull,
-                        format!(
-                            "the server is low on inodes ({free} free, {in_flight} held for uploads in \
-                             progress, it keeps {reserve} in reserve; this message needs {new_boxes} \
-                             new mailbox(es)); try again later"
-                        ),
-                    ));
-                }
-                Err(DiskRefusal::Io(e)) => return Err(e),
-                Err(DiskRefusal::Low { .. }) => return Err(io::ErrorKind::StorageFull.into()),
-            }
+                } => io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!(
+                        "the server is low on inodes ({free} free, {in_flight} held for uploads in \
+                         progress, it keeps {reserve} in reserve; this message needs {new_boxes} \
+                         new mailbox(es)); try again later"
+                    ),
+                ),
+                DiskRefusal::Io(e) => e,
+                DiskRefusal::Low { .. } => io::ErrorKind::StorageFull.into(),
+            });
         }
         let mut made = Vec::new();
         let linked = (|| -> io::Result<()> {
@@ -775,44 +931,50 @@ impl Store {
                 made.push(record_link);
                 sync_dir(&dir)?;
             }
-            Ok(())
+            // The digest pointer: one more link to the record, replacing the
+            // pointer to any older filing of the same bytes.
+            let staged = self.tmp.join(format!("pointer-{id}.part"));
+            fs::hard_link(record.path(), &staged)?;
+            fs::rename(&staged, self.digests.join(hex::encode(digest)))?;
+            sync_dir(&self.digests)
         })();
         if let Err(e) = linked {
-            for p in &made {
-                let _ = fs::remove_file(p);
-            }
+            let _ = self.forget_digest(digest, &id);
+            undo_intent(&made);
             return Err(e);
         }
         // The commit point.
         let commit_path = self.commit.join(&final_name);
         if let Err(e) = upload.file.persist(&commit_path) {
-            for p in &made {
-                let _ = fs::remove_file(p);
-            }
+            let _ = self.forget_digest(digest, &id);
+            undo_intent(&made);
             return Err(e.error);
         }
         sync_dir(&self.commit)
     }
 
-    /// Past the commit point: the visible names, then the commit record goes.
-    /// A failure here is finished by the next start-up.
+    /// Past the commit point: the visible names, then the intent record, then
+    /// the commit record. A failure here is finished by the next start-up.
     fn publish_links(&self, recipients: &[Fingerprint], id: MessageId) -> io::Result<()> {
         let pending_name = format!(".{id}.pending");
         let final_name = format!("{id}.sxf");
-        let commit_path = self.commit.join(&final_name);
         for r in recipients {
             let dir = self.mailbox_dir(r);
             fs::rename(dir.join(&pending_name), dir.join(&final_name))?;
             sync_dir(&dir)?;
         }
-        fs::remove_file(&commit_path)?;
+        fs::remove_file(self.filing.join(id.to_string()))?;
+        sync_dir(&self.filing)?;
+        fs::remove_file(self.commit.join(&final_name))?;
         Ok(())
     }
 
     /// The oldest waiting messages (at most `max`), and whether there are more.
+    /// Holds at most `max + 1` ids in memory, however full the mailbox.
     pub fn list(&self, mailbox: &Fingerprint, max: usize) -> io::Result<(Vec<ListEntry>, bool)> {
         let dir = self.mailbox_dir(mailbox);
-        let mut ids = Vec::new();
+        // A max-heap of the smallest ids seen: the largest is dropped first.
+        let mut ids = BinaryHeap::new();
         match fs::read_dir(&dir) {
             Ok(rd) => {
                 for e in rd {
@@ -822,13 +984,16 @@ impl Store {
                         .and_then(|n| is_id_name(n, "", ".sxf"))
                     {
                         ids.push(id);
+                        if ids.len() > max + 1 {
+                            ids.pop();
+                        }
                     }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        ids.sort();
+        let ids = ids.into_sorted_vec();
         let more = ids.len() > max;
         let mut out = Vec::new();
         for id in ids.into_iter().take(max) {
@@ -865,43 +1030,71 @@ impl Store {
         }
     }
 
-    /// Deletes a message durably; `false` if there was no such message.
+    /// Deletes a message from one mailbox durably; `false` if there was no
+    /// such message.
     pub fn delete(&self, mailbox: &Fingerprint, id: &MessageId) -> io::Result<bool> {
+        Ok(self.remove_message(mailbox, id)?.is_some())
+    }
+
+    /// Removes one mailbox's link to a message, its digest record, and the
+    /// digest pointer (the message no longer waits everywhere). Returns the
+    /// message's length, or `None` if it was not there.
+    fn remove_message(&self, mailbox: &Fingerprint, id: &MessageId) -> io::Result<Option<u64>> {
         let dir = self.mailbox_dir(mailbox);
         let path = dir.join(format!("{id}.sxf"));
-        let len = match fs::metadata(&path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        let record = dir.join(digest_record_name(id));
+        let (len, links) = match File::open(&path) {
+            Ok(f) => (f.metadata()?.len(), crate::platform::link_count(&f)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
+        if let Some(digest) = read_record(&record)?.and_then(|t| parse_digest_record(&t, id, len)) {
+            self.forget_digest(&digest, id)?;
         }
-        self.lock()
-            .boxes
-            .entry(mailbox.clone())
-            .or_default()
-            .remove(id, len);
-        // A record left by a crash here is removed at the next start-up.
-        match fs::remove_file(dir.join(digest_record_name(id))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        // The link count and the unlink under the store's lock: of two
+        // recipients deleting at once, exactly one removes the last link.
+        let mut state = self.lock();
+        if !remove_if_present(&path)? {
+            return Ok(None);
         }
+        if let Some(b) = state.usage.get_mut(mailbox) {
+            *b = b.saturating_sub(len);
+        }
+        let committing = self.commit.join(format!("{id}.sxf")).exists();
+        let other_links = links.saturating_sub(1 + u64::from(committing));
+        if other_links == 0
+            && let Some(s) = state.stored.as_mut()
+        {
+            *s = s.saturating_sub(len);
+        }
+        drop(state);
+        // A record left by a crash here is removed by the next inventory.
+        remove_if_present(&record)?;
         sync_dir(&dir)?;
-        Ok(true)
+        Ok(Some(len))
+    }
+
+    /// True if the mailbox holds a waiting message.
+    fn has_message(&self, mailbox: &Fingerprint) -> bool {
+        let Ok(rd) = fs::read_dir(self.mailbox_dir(mailbox)) else {
+            return false;
+        };
+        rd.filter_map(Result::ok).any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| is_id_name(n, "", ".sxf").is_some())
+        })
     }
 
     /// Blocks until the mailbox holds a message (true), or `timeout` passes or
     /// the store is stopping (false). Never polls: it sleeps on a condition
-    /// variable that every filing notifies.
+    /// variable that every filing notifies, and looks at the mailbox's
+    /// directory when woken.
     pub fn wait(&self, mailbox: &Fingerprint, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            if state.boxes.get(mailbox).is_some_and(|b| b.count() > 0) {
+            if self.has_message(mailbox) {
                 return true;
             }
             let now = Instant::now();
@@ -920,6 +1113,198 @@ impl Store {
     pub fn stop_waiters(&self) {
         self.lock().stopping = true;
         self.changed.notify_all();
+    }
+
+    /// Sleeps for `d`, or until the store is stopping; false if it is.
+    pub fn pause(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut state = self.lock();
+        while !state.stopping {
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        false
+    }
+
+    /// Bytes waiting in the whole store, each message once; `None` before the
+    /// first inventory.
+    pub fn stored_bytes(&self) -> Option<u64> {
+        self.lock().stored
+    }
+
+    /// Every mailbox directory: its fingerprint and path. Directories that
+    /// are not a fingerprint's hex are not ours and are never touched.
+    fn each_mailbox(&self) -> io::Result<impl Iterator<Item = (Fingerprint, PathBuf)>> {
+        Ok(fs::read_dir(&self.mailboxes)?.filter_map(|e| {
+            let e = e.ok()?;
+            let fp = Fingerprint::parse(&format!(
+                "{}{}",
+                Fingerprint::PREFIX,
+                e.file_name().to_str()?
+            ))?;
+            Some((fp, e.path()))
+        }))
+    }
+
+    /// The first pass over every mailbox, streamed (memory does not depend on
+    /// the number of messages): counts the store once per message, expires
+    /// what is older than `max_age` (reported through `expired`), gives a
+    /// digest record to any message without one, and finishes or removes what
+    /// a crash left in a store written before intent records. Uploads that
+    /// need the store's size (`--max-store`) wait for it.
+    pub fn inventory(
+        &self,
+        max_age: Duration,
+        expired: &mut dyn FnMut(Expired),
+    ) -> io::Result<Inventory> {
+        let started = Instant::now();
+        let mut inv = self.count_and_repair(max_age, expired)?;
+        self.lock().stored = Some(inv.bytes);
+        self.changed.notify_all();
+        inv.took = started.elapsed();
+        Ok(inv)
+    }
+
+    fn count_and_repair(
+        &self,
+        max_age: Duration,
+        expired: &mut dyn FnMut(Expired),
+    ) -> io::Result<Inventory> {
+        let mut inv = Inventory::default();
+        let mut tally = LinkTally::default();
+        let now = SystemTime::now();
+        for (fp, dir) in self.each_mailbox()? {
+            let mut holds = false;
+            for m in fs::read_dir(&dir)? {
+                let m = m?;
+                let Some(name) = m.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if let Some(id) = is_id_name(&name, "", ".sxf") {
+                    let path = m.path();
+                    let Ok(f) = File::open(&path) else { continue };
+                    let meta = f.metadata()?;
+                    let links = crate::platform::link_count(&f)?;
+                    drop(f);
+                    let age = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| now.duration_since(t).ok())
+                        .unwrap_or_default();
+                    if age > max_age {
+                        if let Some(len) = self.remove_message(&fp, &id)? {
+                            expired(Expired {
+                                mailbox: fp.clone(),
+                                id,
+                                len,
+                                age,
+                            });
+                        }
+                        continue;
+                    }
+                    holds = true;
+                    tally.add(links, meta.len());
+                    if !dir.join(digest_record_name(&id)).exists() {
+                        let digest = hash_file(&path)?;
+                        let record = durable_temp(
+                            &self.tmp,
+                            "digest-",
+                            &digest_record(&id, meta.len(), &digest),
+                        )?;
+                        let pointer = self.digests.join(hex::encode(digest));
+                        if !pointer.exists() {
+                            let _ = fs::hard_link(record.path(), &pointer);
+                        }
+                        fs::hard_link(record.path(), dir.join(digest_record_name(&id)))?;
+                        sync_dir(&dir)?;
+                        inv.rehashed += 1;
+                    }
+                } else if let Some(id) = is_id_name(&name, ".", ".pending") {
+                    if self.lock().filing_ids.contains(&id) {
+                        continue;
+                    }
+                    // No filing in progress and no intent record (start-up
+                    // handled those): left by a crash before intent records.
+                    if self.commit.join(format!("{id}.sxf")).exists() {
+                        fs::rename(m.path(), dir.join(format!("{id}.sxf")))?;
+                        holds = true;
+                    } else {
+                        remove_if_present(&m.path())?;
+                    }
+                    sync_dir(&dir)?;
+                    inv.leftovers += 1;
+                } else if let Some(id) = is_id_name(&name, ".", ".sha256") {
+                    let orphan = !dir.join(format!("{id}.sxf")).exists()
+                        && !dir.join(format!(".{id}.pending")).exists()
+                        && !self.lock().filing_ids.contains(&id);
+                    if orphan {
+                        remove_if_present(&m.path())?;
+                        inv.leftovers += 1;
+                    }
+                }
+            }
+            if holds {
+                inv.mailboxes += 1;
+            }
+        }
+        // Commit records of such old filings, now finished.
+        for e in fs::read_dir(&self.commit)? {
+            let e = e?;
+            if let Some(id) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| is_id_name(n, "", ".sxf"))
+                && !self.lock().filing_ids.contains(&id)
+                && !self.filing.join(id.to_string()).exists()
+            {
+                remove_if_present(&e.path())?;
+                inv.leftovers += 1;
+            }
+        }
+        (inv.messages, inv.bytes) = tally.totals();
+        Ok(inv)
+    }
+
+    /// One expiry pass: removes every message that has waited longer than
+    /// `max_age`, reporting each through `expired`. Streams the directories.
+    pub fn expire(&self, max_age: Duration, expired: &mut dyn FnMut(Expired)) -> io::Result<()> {
+        let now = SystemTime::now();
+        for (fp, dir) in self.each_mailbox()? {
+            for m in fs::read_dir(&dir)? {
+                let m = m?;
+                let Some(id) = m
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| is_id_name(n, "", ".sxf"))
+                else {
+                    continue;
+                };
+                let Ok(meta) = m.metadata() else { continue };
+                let age = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .unwrap_or_default();
+                if age > max_age
+                    && let Some(len) = self.remove_message(&fp, &id)?
+                {
+                    expired(Expired {
+                        mailbox: fp.clone(),
+                        id,
+                        len,
+                        age,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1049,30 +1434,37 @@ mod tests {
     }
 
     #[test]
-    fn a_duplicate_is_found_only_where_it_waits_for_every_recipient() {
+    fn the_link_tally_counts_each_message_once_however_many_links_it_has() {
+        let mut t = LinkTally::default();
+        // One 100-byte message in three mailboxes, two 7-byte ones in one.
+        for _ in 0..3 {
+            t.add(3, 100);
+        }
+        t.add(1, 7);
+        t.add(1, 7);
+        assert_eq!(t.totals(), (3, 114));
+    }
+
+    #[test]
+    fn an_intent_record_round_trips_and_rejects_anything_else() {
         let fp = |b: u8| Fingerprint::of_spki_der(&[b]);
         let (bob, dave) = (fp(1), fp(2));
-        let (d, other) = ([1; 32], [2; 32]);
-        let (old, new) = (MessageId([1; 16]), MessageId([2; 16]));
-        let mut state = State::default();
-        for who in [&bob, &dave] {
-            let b = state.boxes.entry(who.clone()).or_default();
-            b.insert(new, d, 10);
-            b.insert(old, d, 10);
-        }
-        let both = [bob.clone(), dave.clone()];
-        assert_eq!(state.waiting_everywhere(&both, &d), Some(old), "the oldest");
-        assert_eq!(state.waiting_everywhere(&both, &other), None);
-        state.boxes.get_mut(&dave).unwrap().remove(&old, 10);
-        assert_eq!(state.waiting_everywhere(&both, &d), Some(new));
-        state.boxes.get_mut(&bob).unwrap().remove(&new, 10);
-        assert_eq!(state.waiting_everywhere(&both, &d), None, "only in some");
+        let digest = [0xcd; 32];
+        let text = intent_record(&digest, &[bob.clone(), dave.clone()]);
+        let (d, dirs) = parse_intent_record(&text).unwrap();
+        assert_eq!(d, digest);
         assert_eq!(
-            state.waiting_everywhere(std::slice::from_ref(&dave), &d),
-            Some(new)
+            dirs,
+            vec![hex::encode(bob.as_bytes()), hex::encode(dave.as_bytes())]
         );
-        assert_eq!(state.boxes[&bob].bytes, 10);
-        assert_eq!(state.boxes[&bob].count(), 1);
-        assert!(!state.boxes[&dave].by_digest.contains_key(&other));
+        for bad in [
+            "",
+            &text[..text.len() - 1],
+            &text.replace('c', "C"),
+            &format!("{text}../x\n"),
+            &format!("{text}\n"),
+        ] {
+            assert!(parse_intent_record(bad).is_none(), "{bad:?}");
+        }
     }
 }
