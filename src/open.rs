@@ -58,6 +58,10 @@ pub struct Opened {
 /// message is empty.
 pub const MESSAGE_FILE: &str = payload::RESERVED_MESSAGE_NAME;
 
+/// Prefix of the private staging directory that [`open`] decrypts into, beside
+/// the output directory; tempfile adds random letters and digits.
+pub const STAGING_PREFIX: &str = ".sxf-open-";
+
 /// Steps 1–5 of the spec's opening procedure, shared by `open`, `verify` and the
 /// drop-box: container rules, signature over the exact manifest bytes, manifest
 /// rules, sender identity, and the `keys.bin` digest.
@@ -254,7 +258,7 @@ pub fn open_input(
         _ => Path::new("."),
     };
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".sxf-open-");
+    builder.prefix(STAGING_PREFIX);
     crate::platform::set_temp_mode(&mut builder, 0o700);
     let staging = builder.tempdir_in(parent).map_err(|e| {
         Error::io(

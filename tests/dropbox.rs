@@ -1101,6 +1101,222 @@ fn an_interrupted_fetch_loses_nothing_and_never_duplicates() {
     );
 }
 
+/// Finding 6: a `fetch --open` killed or stopped with Ctrl-C while it
+/// decrypted, after its DELETE, left `<id>.sxf` saved but never opened, and
+/// every later run said nothing was waiting. The state it leaves is made here
+/// with a plain fetch: the archive saved, gone from the server, no `<id>/`.
+#[test]
+fn fetch_open_opens_an_archive_saved_but_not_opened_by_an_interrupted_run() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let alice = key("alice.pub");
+    let open_from = ["--open", "--from", alice.to_str().unwrap()];
+    let out = dir.path().join("in");
+    // One message fetched and opened at the time: never opened again.
+    let done = seal(dir.path(), "done.sxf", &["bob"], "opened at the time", 0);
+    let done_id = server.send_ok(&done);
+    let o = server.fetch("bob", &out, &open_from);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.join(&done_id).join("message.txt").is_file());
+
+    let m = seal(dir.path(), "m.sxf", &["bob"], "saved before the cut", 0);
+    let id = server.send_ok(&m);
+    let o = server.fetch("bob", &out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(server.mailbox_files("bob").is_empty());
+    let saved = out.join(format!("{id}.sxf"));
+    assert_eq!(read(&saved), read(&m));
+    // Only fetch's own names (32 lowercase hex digits, .sxf) are opened; these
+    // hold the same archive and are left alone.
+    let mut decoys = vec![
+        "notes".to_owned(),
+        format!("{}g", &id[..31]),
+        format!("{id}0"),
+    ];
+    if cfg!(target_os = "linux") {
+        decoys.push(id.to_uppercase()); // case-sensitive names only
+    }
+    for d in &decoys {
+        std::fs::copy(&saved, out.join(format!("{d}.sxf"))).unwrap();
+    }
+
+    // Nothing waits on the server: the archive saved earlier is opened, with
+    // the report of a new one.
+    let o = server.fetch("bob", &out, &open_from);
+    let e = text(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert_eq!(text(&o.stdout).trim(), "saved before the cut", "{e}");
+    assert!(
+        e.contains(&format!(
+            "{} was saved by an earlier fetch and not opened; opening it",
+            saved.display()
+        )),
+        "{e}"
+    );
+    assert!(e.contains("verified: from "), "{e}");
+    assert!(e.contains("no messages waiting"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(out.join(&id).join("message.txt")).unwrap(),
+        "saved before the cut"
+    );
+    assert_eq!(read(&saved), read(&m), "the archive is kept");
+    for d in &decoys {
+        assert!(!out.join(d).exists(), "{d} was opened");
+        assert!(out.join(format!("{d}.sxf")).is_file());
+    }
+
+    // Opened once: the next run has nothing to open.
+    let o = server.fetch("bob", &out, &open_from);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "");
+    assert!(
+        !text(&o.stderr).contains("not opened"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// Finding 6: a process killed while it decrypted leaves its private staging
+/// directory, holding plaintext, beside the output.
+#[test]
+fn fetch_open_removes_stale_staging_directories_at_start() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let out = dir.path().join("in");
+    std::fs::create_dir_all(&out).unwrap();
+    let stale = |name: &str| {
+        let p = out.join(name);
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("message.txt"), b"partial plaintext").unwrap();
+        p
+    };
+    let staged = [stale(".sxf-open-Ab12Cd"), stale(".sxf-open-x9Y8z7")];
+    // Not what sxf makes: kept.
+    let kept = [
+        stale(".sxf-open-my notes"),
+        stale("sxf-open-Ab12Cd"),
+        stale(".sxf-open-"),
+    ];
+    std::fs::write(out.join(".sxf-open-f1le00"), b"a file, not a directory").unwrap();
+    // A link named like a staging directory is never followed.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("keep.txt"), b"keep").unwrap();
+    let link = out.join(".sxf-open-L1nk00");
+    #[cfg(unix)]
+    let linked = std::os::unix::fs::symlink(&elsewhere, &link).is_ok();
+    // Creating a link needs a privilege on Windows: tested where it is granted.
+    #[cfg(windows)]
+    let linked = std::os::windows::fs::symlink_dir(&elsewhere, &link).is_ok();
+
+    let alice = key("alice.pub");
+    let o = server.fetch("bob", &out, &["--open", "--from", alice.to_str().unwrap()]);
+    let e = text(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("removed 2 staging director(ies) left by an interrupted open"),
+        "{e}"
+    );
+    for p in &staged {
+        assert!(std::fs::symlink_metadata(p).is_err(), "{}", p.display());
+    }
+    for p in &kept {
+        assert!(p.join("message.txt").is_file(), "{}", p.display());
+    }
+    assert!(out.join(".sxf-open-f1le00").is_file());
+    assert_eq!(read(&elsewhere.join("keep.txt")), b"keep");
+    if linked {
+        let meta = std::fs::symlink_metadata(&link).unwrap();
+        assert!(meta.file_type().is_symlink(), "the link is left alone");
+    }
+
+    // A fetch without --open cleans up the same way.
+    let again = stale(".sxf-open-Qq11Ww");
+    let o = server.fetch("bob", &out, &[]);
+    let e = text(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("removed 1 staging director(ies)"), "{e}");
+    assert!(!again.exists());
+}
+
+/// Finding 6: an archive saved earlier that this run's sender check rejects is
+/// reported as a new one would be (exit 1, kept), and only once per run, even
+/// when `--watch` reconnects.
+#[test]
+fn fetch_open_rejects_a_saved_archive_as_a_new_one_and_only_once_per_run() {
+    let dir = tempdir();
+    // Short sessions: the watcher below reconnects within seconds.
+    let server = Server::start(
+        &dir.path().join("store"),
+        &["--max-wait", "1s", "--total-timeout", "2s"],
+    );
+    let out = dir.path().join("in");
+    std::fs::create_dir_all(&out).unwrap();
+    let id = MessageId::generate().unwrap().to_string();
+    let m = seal_from(dir.path(), "m.sxf", "mallory", &["bob"], "trust me", 0);
+    let saved = out.join(format!("{id}.sxf"));
+    std::fs::copy(&m, &saved).unwrap();
+    let alice = key("alice.pub");
+
+    let o = server.fetch("bob", &out, &["--open", "--from", alice.to_str().unwrap()]);
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("not authentic"), "{e}");
+    assert!(e.contains("could not be opened; it is kept"), "{e}");
+    assert_eq!(read(&saved), read(&m));
+    assert!(!out.join(&id).exists());
+
+    let mut watcher = sxf()
+        .args(["fetch", "--watch", "--open", "--server", &server.addr])
+        .arg("--key")
+        .arg(key("bob.key"))
+        .arg("--from")
+        .arg(&alice)
+        .arg("--out-dir")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = watcher.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines
+        .iter()
+        .filter(|l| l.contains("waiting for messages"))
+        .count()
+        < 2
+    {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => lines.push(l),
+            Err(_) => break,
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let sessions = lines
+        .iter()
+        .filter(|l| l.contains("waiting for messages"))
+        .count();
+    assert_eq!(sessions, 2, "{lines:?}");
+    let rejections = lines.iter().filter(|l| l.contains("not authentic")).count();
+    assert_eq!(rejections, 1, "{lines:?}");
+    assert!(!out.join(&id).exists());
+
+    // This run's sender check decides: --any-sender opens it, with its warning.
+    let o = server.fetch("bob", &out, &["--open", "--any-sender"]);
+    let e = text(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("WARNING: --any-sender"), "{e}");
+    assert_eq!(text(&o.stdout).trim(), "trust me");
+}
+
 // Stops the server with kill -TERM.
 #[cfg(unix)]
 #[test]

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use sxf::dropbox::client::{self, Client, ClientOptions, Fetched};
+use sxf::dropbox::client::{self, Client, ClientOptions, Fetched, Unopened};
+use sxf::dropbox::protocol::MessageId;
 use sxf::dropbox::{self as dbx};
 use sxf::keys::PrivateKeyInfo;
 
@@ -32,8 +33,9 @@ pub(crate) struct FetchArgs {
     /// Keep waiting and fetch new messages as they arrive (Ctrl-C to stop)
     #[arg(long)]
     watch: bool,
-    /// Open each archive as it arrives, as `sxf open` does, into DIR/<id>/
-    /// (needs --from or --any-sender)
+    /// Open each archive as it arrives, as `sxf open` does, into DIR/<id>/,
+    /// and first any DIR/<id>.sxf saved earlier and not yet opened (needs
+    /// --from or --any-sender)
     #[arg(long, requires = "sender")]
     open: bool,
     /// With --open: the sender (a contact name or public key file); archives
@@ -86,24 +88,38 @@ impl Opener<'_> {
         } else {
             eprintln!("saved {} ({})", f.path.display(), human_bytes(f.len));
         }
-        let sender = match self.mode {
-            OpenMode::Save => {
-                println!("{}", f.path.display());
-                return;
-            }
-            OpenMode::Open(sender) => sender,
+        match self.mode {
+            OpenMode::Save => println!("{}", f.path.display()),
+            OpenMode::Open(sender) => self.open(f.id, &f.path, sender),
+        }
+    }
+
+    /// Opens an archive that an earlier fetch saved into the output directory
+    /// and did not open (one stopped while it opened, or run without --open),
+    /// with this run's sender check and report.
+    fn resume(&mut self, u: &Unopened) {
+        let OpenMode::Open(sender) = self.mode else {
+            return;
         };
-        let out = self.out_dir.join(f.id.to_string());
+        eprintln!(
+            "{} was saved by an earlier fetch and not opened; opening it",
+            u.path.display()
+        );
+        self.open(u.id, &u.path, sender);
+    }
+
+    fn open(&mut self, id: MessageId, path: &Path, sender: &Sender) {
+        let out = self.out_dir.join(id.to_string());
         if out.exists() {
             eprintln!(
                 "{} already exists; not opening {} again",
                 out.display(),
-                f.path.display()
+                path.display()
             );
             return;
         }
         // --any-sender gets the same loud warning as `sxf open --any-sender`.
-        if let Err(e) = super::open::open_and_report(&f.path, self.key, sender, &out, false) {
+        if let Err(e) = super::open::open_and_report(path, self.key, sender, &out, false) {
             eprintln!("sxf: {}", super::output::describe(&e));
             if self.first_rejection.is_none() {
                 self.first_rejection = Some(e);
@@ -140,6 +156,12 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
     if swept > 0 {
         eprintln!("removed {swept} partial download(s) left by an interrupted fetch");
     }
+    let staged = client::sweep_open_staging(&a.out_dir)?;
+    if staged > 0 {
+        eprintln!(
+            "removed {staged} staging director(ies) left by an interrupted open (each held part of a decrypted archive)"
+        );
+    }
     let options = ClientOptions {
         max_message_size: a.max_size,
         ..client_options(a.server_id)
@@ -150,6 +172,14 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
         mode,
         first_rejection: None,
     };
+    // What an earlier fetch saved here and did not open, once per run, before
+    // the server is asked for anything: an archive this run rejects is
+    // reported once, not at every reconnection of --watch.
+    if let OpenMode::Open(_) = mode {
+        for u in client::saved_unopened(&a.out_dir)? {
+            opener.resume(&u);
+        }
+    }
     if !a.watch {
         let mut c = Client::connect(&a.server, &options).map_err(peer_error)?;
         let deadline = c.deadline(FETCH_DEADLINE)?;
@@ -172,7 +202,10 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
             eprintln!("fetched {n} message(s) into {}", a.out_dir.display());
         }
         return match opener.first_rejection {
-            Some(e) => Err(e.context("a fetched archive could not be opened; it is kept")),
+            Some(e) => Err(e.context(format!(
+                "a fetched archive could not be opened; it is kept, and each fetch --open into {} tries it again until it opens or is moved away",
+                a.out_dir.display()
+            ))),
             None => Ok(()),
         };
     }

@@ -429,6 +429,101 @@ pub fn sweep_fetch_temps(out_dir: &Path) -> Result<u64, Error> {
     Ok(n)
 }
 
+/// Removes the staging directories that an open into `out_dir`, ended before
+/// it finished (killed, or a second Ctrl-C), left there: they hold part of a
+/// decrypted archive. Only what [`crate::open::open`] makes is touched: a real
+/// directory named [`crate::open::STAGING_PREFIX`] and letters and digits. A
+/// symbolic link of that name is left alone, never followed, and so is
+/// anything else in `out_dir`.
+pub fn sweep_open_staging(out_dir: &Path) -> Result<u64, Error> {
+    let mut n = 0;
+    let rd = fs::read_dir(out_dir).map_err(|e| Error::io(out_dir.display().to_string(), e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(out_dir.display().to_string(), e))?;
+        if !is_open_staging_name(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        let io_err = |e| Error::io(path.display().to_string(), e);
+        // The entry itself, not what a link points at.
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        if !meta.file_type().is_dir() {
+            continue;
+        }
+        // remove_dir_all follows no link inside the directory; should a link
+        // take its place after the check, it removes the link itself.
+        match fs::remove_dir_all(&path) {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(n)
+}
+
+/// `.sxf-open-` and at least one ASCII letter or digit, nothing else: the
+/// names tempfile gives [`crate::open::open`]'s staging directories.
+fn is_open_staging_name(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.strip_prefix(crate::open::STAGING_PREFIX))
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// An archive that a fetch saved into its output directory and that was never
+/// opened there.
+#[derive(Debug, Clone)]
+pub struct Unopened {
+    pub id: MessageId,
+    /// `out_dir/<id>.sxf`.
+    pub path: PathBuf,
+}
+
+/// The archives a fetch saved in `out_dir` that have not been opened there, in
+/// the order they reached the server: each regular file named `<id>.sxf` (`id`
+/// being a message id, 32 lowercase hex digits) with nothing named `<id>`
+/// beside it. A fetch that opens what it saves but was stopped after the
+/// DELETE, before the open finished, leaves exactly that. Nothing else in
+/// `out_dir` is looked at.
+pub fn saved_unopened(out_dir: &Path) -> Result<Vec<Unopened>, Error> {
+    let mut found = Vec::new();
+    let rd = fs::read_dir(out_dir).map_err(|e| Error::io(out_dir.display().to_string(), e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(out_dir.display().to_string(), e))?;
+        let name = entry.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".sxf"))
+            .and_then(MessageId::parse)
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(path.display().to_string(), e)),
+        };
+        // A fetch saves regular files only.
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        let opened = out_dir.join(id.to_string());
+        match fs::symlink_metadata(&opened) {
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(opened.display().to_string(), e)),
+        }
+        found.push(Unopened { id, path });
+    }
+    // Ids sort by arrival on the server.
+    found.sort_by_key(|u| u.id);
+    Ok(found)
+}
+
 /// Downloads every waiting message into `out_dir` as `<id>.sxf`, each written
 /// atomically and durably, and deletes each on the server only after that.
 /// `each` is called once per message, after its DELETE. Returns how many.
