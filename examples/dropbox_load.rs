@@ -202,6 +202,9 @@ fn main() -> Result<()> {
         .args([
             "--max-connections",
             &(args.idle + args.senders + receivers.len() + 32).to_string(),
+            // Every client here comes from 127.0.0.1.
+            "--max-connections-per-ip",
+            &(args.idle + args.senders + receivers.len() + 32).to_string(),
             "--idle-timeout",
             &format!("{}s", args.time_limit + 30),
         ])

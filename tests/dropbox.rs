@@ -6,7 +6,7 @@ mod common;
 mod dropbox_common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 #[cfg(target_os = "linux")]
 use std::sync::mpsc;
@@ -441,7 +441,11 @@ fn an_oversized_length_prefix_is_refused_before_allocation() {
 #[test]
 fn fifty_stalled_clients_are_cut_off_and_block_no_one() {
     let dir = tempdir();
-    let server = Server::start(&dir.path().join("store"), &["--idle-timeout", "3s"]);
+    // All fifty come from 127.0.0.1, so the per-address cap is raised for them.
+    let server = Server::start(
+        &dir.path().join("store"),
+        &["--idle-timeout", "3s", "--max-connections-per-ip", "64"],
+    );
     let started = Instant::now();
     let mut stalled: Vec<_> = (0..50)
         .map(|_| {
@@ -883,6 +887,101 @@ fn a_busy_server_says_so() {
         assert!(Instant::now() < deadline, "{}", text(&o.stderr));
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn one_address_cannot_take_more_than_its_share_of_connections() {
+    let dir = tempdir();
+    // The defaults: 16 connections per address, well under the 256 in all.
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let mut held: Vec<Raw> = (0..16).map(|_| server.raw()).collect();
+    // The 17th from the same address gets `busy`, with its reason, and is closed.
+    let mut extra = Raw::bare(&server.addr);
+    let m = expect_error(read_reply(&mut extra).expect("an answer"), ErrorCode::Busy);
+    assert!(
+        m.contains("127.0.0.1") && m.contains("16") && m.contains("per address"),
+        "{m}"
+    );
+    assert!(
+        read_reply(&mut extra).is_none(),
+        "a refused connection is closed"
+    );
+    assert!(
+        server.wait_for_log(
+            "refused [10 busy]: too many connections from 127.0.0.1",
+            Duration::from_secs(5)
+        ),
+        "{:?}",
+        server.log()
+    );
+    // `sxf send` from that address is refused the same way, exit 2.
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "x", 0);
+    let o = server.send(&msg);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("per address"),
+        "{}",
+        text(&o.stderr)
+    );
+    // The connections it already holds are served as before.
+    assert!(matches!(
+        held[0].request(&Request::Challenge),
+        Reply::Challenge(_)
+    ));
+    // One of them closes: its slot is free again for that address.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = server.send(&msg);
+        if o.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&o.stderr));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // All close: every slot comes back.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all: Vec<TcpStream> = (0..16).map(|_| Raw::bare(&server.addr)).collect();
+        let mut served = 0;
+        for mut s in all {
+            if matches!(read_reply(&mut s), Some(Reply::Hello(_))) {
+                served += 1;
+            }
+        }
+        if served == 16 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {served} of 16 served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// IPv4 addresses are counted one by one, IPv6 ones by /64 network, and an
+/// IPv4 client reaching a dual-stack listener (`::ffff:a.b.c.d`) as IPv4.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_per_address_cap_counts_ipv4_mapped_clients_as_their_ipv4_address() {
+    let dir = tempdir();
+    let server = Server::start_on(
+        &dir.path().join("store"),
+        "[::]:0",
+        &["--max-connections-per-ip", "2"],
+    );
+    let port = server.addr.rsplit(':').next().unwrap().to_owned();
+    let v4 = format!("127.0.0.1:{port}");
+    let v6 = format!("[::1]:{port}");
+    let held: Vec<Raw> = (0..2).map(|_| Raw::connect(&v4)).collect();
+    let mut extra = Raw::bare(&v4);
+    let m = expect_error(read_reply(&mut extra).expect("an answer"), ErrorCode::Busy);
+    assert!(m.contains("from 127.0.0.1 ") && !m.contains("ffff"), "{m}");
+    // Another address (here ::1, in its own /64) has slots of its own.
+    let other: Vec<Raw> = (0..2).map(|_| Raw::connect(&v6)).collect();
+    let mut extra6 = Raw::bare(&v6);
+    let m = expect_error(read_reply(&mut extra6).expect("an answer"), ErrorCode::Busy);
+    assert!(m.contains("from ::/64 "), "{m}");
+    drop((held, other));
 }
 
 // --------------------------------------------------------------------- faults

@@ -43,6 +43,9 @@ pub(crate) struct ServeArgs {
     /// Most simultaneous connections; more are refused with a BUSY error
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_connections: u32,
+    /// Most simultaneous connections from one client address (IPv6: one /64 network); more get BUSY
+    #[arg(long = "max-connections-per-ip", value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_connections_per_ip: u32,
     /// Free space kept on the store's filesystem; uploads that would eat into it are refused
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
     min_free_space: u64,
@@ -80,6 +83,7 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         max_recipients: usize::from(a.max_recipients),
         expire_after: a.expire_after,
         max_connections: a.max_connections as usize,
+        max_connections_per_ip: a.max_connections_per_ip as usize,
         min_free_space: a.min_free_space,
         idle_timeout: a.idle_timeout,
         total_timeout: a.total_timeout,
@@ -115,13 +119,14 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
     ));
     log_line(format_args!(
         "limits: {} per message, {} per mailbox, {} in all, {} recipients per message, \
-         expiry after {}, {} connections, {} free-disk reserve, idle {}, total {}",
+         expiry after {}, {} connections ({} per address), {} free-disk reserve, idle {}, total {}",
         human_bytes(a.max_message_size),
         human_bytes(a.mailbox_quota),
         a.max_store.map_or("no cap".to_owned(), human_bytes),
         a.max_recipients,
         humantime::format_duration(a.expire_after),
         a.max_connections,
+        a.max_connections_per_ip,
         human_bytes(a.min_free_space),
         humantime::format_duration(a.idle_timeout),
         humantime::format_duration(a.total_timeout)

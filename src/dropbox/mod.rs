@@ -35,6 +35,10 @@ pub const DEFAULT_EXPIRE_AFTER: std::time::Duration =
     std::time::Duration::from_secs(30 * 24 * 3600);
 /// Default most simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default most simultaneous connections from one address (IPv6: one /64): a
+/// sixteenth of the default cap, so no one address can take every slot, and
+/// more than an honest user runs at once (a `fetch --watch` and a few sends).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 16;
 /// Default free space the server keeps on the store's filesystem: 256 MiB.
 pub const DEFAULT_MIN_FREE_SPACE: u64 = 256 << 20;
 /// Free inodes the server keeps in reserve, as it keeps free bytes.

@@ -6,12 +6,15 @@
 //! I/O (fsync, hashing a 64 MiB upload), the connection cap is a few hundred, and
 //! an idle thread costs a few KiB of resident memory (measured figures are in
 //! `spec/DROPBOX.md`, "Why threads"). The accept loop never blocks on a client:
-//! over the cap it writes one BUSY frame to the new socket and closes it.
+//! over the cap, or over the cap of the client's own address, it writes one
+//! BUSY frame to the new socket and closes it.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
+};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -51,6 +54,9 @@ pub struct ServerConfig {
     /// Messages waiting longer than this are deleted.
     pub expire_after: Duration,
     pub max_connections: usize,
+    /// Most simultaneous connections from one address (an IPv6 /64 counting
+    /// as one address; see [`AddrGroup`]).
+    pub max_connections_per_ip: usize,
     /// Uploads are refused while the store's filesystem has less than this free
     /// after the upload and every other upload in progress.
     pub min_free_space: u64,
@@ -86,6 +92,7 @@ impl ServerConfig {
             max_recipients: super::DEFAULT_MAX_RECIPIENTS,
             expire_after: super::DEFAULT_EXPIRE_AFTER,
             max_connections: super::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: super::DEFAULT_MAX_CONNECTIONS_PER_IP,
             min_free_space: super::DEFAULT_MIN_FREE_SPACE,
             assume_free_space: None,
             min_free_inodes: super::DEFAULT_MIN_FREE_INODES,
@@ -246,16 +253,78 @@ impl fmt::Display for Event {
 /// Where events go.
 pub type Logger = Arc<dyn Fn(&Event) + Send + Sync>;
 
+/// What the per-address connection cap counts: one IPv4 address, or one IPv6
+/// /64 network. An IPv6 client usually has a whole /64 to pick addresses from,
+/// so counting single IPv6 addresses would give it 2^64 caps. An IPv4 client of
+/// a dual-stack listener (`::ffff:a.b.c.d`) counts as its IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddrGroup {
+    V4(Ipv4Addr),
+    /// The first 64 bits of the address.
+    V6Net(u64),
+}
+
+impl AddrGroup {
+    pub fn of(ip: IpAddr) -> AddrGroup {
+        match ip {
+            IpAddr::V4(a) => AddrGroup::V4(a),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => AddrGroup::V4(v4),
+                None => AddrGroup::V6Net((u128::from(a) >> 64) as u64),
+            },
+        }
+    }
+}
+
+impl fmt::Display for AddrGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddrGroup::V4(a) => write!(f, "{a}"),
+            AddrGroup::V6Net(net) => write!(f, "{}/64", Ipv6Addr::from(u128::from(*net) << 64)),
+        }
+    }
+}
+
 struct ConnEntry {
     stream: TcpStream,
     /// Inside a request (not waiting for the next frame).
     busy: bool,
+    /// The client's address, as the per-address cap counts it.
+    group: AddrGroup,
 }
 
 #[derive(Default)]
 struct Conns {
     next_id: u64,
     live: HashMap<u64, ConnEntry>,
+    /// How many of `live` come from each address. A count that drops to zero
+    /// is removed, so this never has more entries than `live`.
+    per_addr: HashMap<AddrGroup, usize>,
+}
+
+impl Conns {
+    fn insert(&mut self, entry: ConnEntry) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        *self.per_addr.entry(entry.group).or_insert(0) += 1;
+        self.live.insert(id, entry);
+        id
+    }
+
+    fn remove(&mut self, id: u64) -> Option<ConnEntry> {
+        let entry = self.live.remove(&id)?;
+        if let Some(n) = self.per_addr.get_mut(&entry.group) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_addr.remove(&entry.group);
+            }
+        }
+        Some(entry)
+    }
+
+    fn count_from(&self, group: AddrGroup) -> usize {
+        self.per_addr.get(&group).copied().unwrap_or(0)
+    }
 }
 
 struct Shared {
@@ -414,43 +483,55 @@ impl Server {
         Ok(())
     }
 
-    /// Starts a connection thread, or refuses with BUSY over the cap.
+    /// Starts a connection thread, or refuses with BUSY over the cap or over
+    /// the cap of the client's address.
     fn admit(&self, stream: TcpStream, peer: SocketAddr, log: &Logger) {
         let shared = &self.shared;
+        let config = &shared.config;
+        let group = AddrGroup::of(peer.ip());
+        let busy_reason = format!(
+            "the server is busy ({} connections); try again later",
+            config.max_connections
+        );
         let id = {
             let mut conns = shared.conns();
-            if conns.live.len() >= shared.config.max_connections {
-                None
+            if conns.live.len() >= config.max_connections {
+                Err(busy_reason.clone())
+            } else if conns.count_from(group) >= config.max_connections_per_ip {
+                Err(match group {
+                    AddrGroup::V4(_) => format!(
+                        "too many connections from {group} (at most {} at once per address); \
+                         close one or try again later",
+                        config.max_connections_per_ip
+                    ),
+                    AddrGroup::V6Net(_) => format!(
+                        "too many connections from {group} (at most {} at once per address, \
+                         an IPv6 /64 network counting as one); close one or try again later",
+                        config.max_connections_per_ip
+                    ),
+                })
             } else {
                 match stream.try_clone() {
-                    Ok(clone) => {
-                        let id = conns.next_id;
-                        conns.next_id += 1;
-                        conns.live.insert(
-                            id,
-                            ConnEntry {
-                                stream: clone,
-                                busy: false,
-                            },
-                        );
-                        Some(id)
-                    }
-                    Err(_) => None,
+                    Ok(clone) => Ok(conns.insert(ConnEntry {
+                        stream: clone,
+                        busy: false,
+                        group,
+                    })),
+                    Err(_) => Err(busy_reason.clone()),
                 }
             }
         };
-        let busy_reason = format!(
-            "the server is busy ({} connections); try again later",
-            shared.config.max_connections
-        );
-        let Some(id) = id else {
-            last_word(&stream, ErrorCode::Busy, &busy_reason);
-            log(&Event::Refused {
-                peer,
-                code: ErrorCode::Busy,
-                reason: busy_reason,
-            });
-            return;
+        let id = match id {
+            Ok(id) => id,
+            Err(reason) => {
+                last_word(&stream, ErrorCode::Busy, &reason);
+                log(&Event::Refused {
+                    peer,
+                    code: ErrorCode::Busy,
+                    reason,
+                });
+                return;
+            }
         };
         let thread_shared = shared.clone();
         let thread_log = log.clone();
@@ -468,7 +549,7 @@ impl Server {
                 conn.serve();
             });
         if spawned.is_err() {
-            let entry = shared.conns().live.remove(&id);
+            let entry = shared.conns().remove(id);
             if let Some(entry) = entry {
                 last_word(&entry.stream, ErrorCode::Busy, &busy_reason);
             }
@@ -523,7 +604,7 @@ struct ConnSlot<'a> {
 
 impl Drop for ConnSlot<'_> {
     fn drop(&mut self) {
-        self.shared.conns().live.remove(&self.id);
+        self.shared.conns().remove(self.id);
         self.shared.drained.notify_all();
     }
 }
@@ -1229,5 +1310,56 @@ impl<'a> Conn<'a> {
         }
         self.reply(&Reply::Wait { ready })?;
         Ok(Flow::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(text: &str) -> AddrGroup {
+        AddrGroup::of(text.parse().unwrap())
+    }
+
+    #[test]
+    fn ipv4_addresses_count_one_by_one_and_ipv6_ones_by_64_network() {
+        assert_eq!(group("192.0.2.7"), group("192.0.2.7"));
+        assert_ne!(group("192.0.2.7"), group("192.0.2.8"));
+        // One /64, however the last 64 bits are picked.
+        assert_eq!(group("2001:db8:1:2::1"), group("2001:db8:1:2:ffff:1:2:3"));
+        assert_ne!(group("2001:db8:1:2::1"), group("2001:db8:1:3::1"));
+        // An IPv4 client of a dual-stack listener is its IPv4 address.
+        assert_eq!(group("::ffff:192.0.2.7"), group("192.0.2.7"));
+        assert_eq!(group("::ffff:192.0.2.7").to_string(), "192.0.2.7");
+        assert_eq!(
+            group("2001:db8:1:2:ffff:1:2:3").to_string(),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(group("::1").to_string(), "::/64");
+    }
+
+    #[test]
+    fn the_per_address_table_holds_only_live_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let entry = |g: &str| ConnEntry {
+            stream: stream.try_clone().unwrap(),
+            busy: false,
+            group: group(g),
+        };
+        let mut conns = Conns::default();
+        let a1 = conns.insert(entry("192.0.2.1"));
+        let a2 = conns.insert(entry("192.0.2.1"));
+        let b = conns.insert(entry("2001:db8::1"));
+        assert_eq!(conns.count_from(group("192.0.2.1")), 2);
+        assert_eq!(conns.count_from(group("2001:db8::2")), 1);
+        assert_eq!(conns.count_from(group("192.0.2.2")), 0);
+        assert!(conns.remove(a1).is_some());
+        assert!(conns.remove(a1).is_none(), "removing twice counts once");
+        assert_eq!(conns.count_from(group("192.0.2.1")), 1);
+        conns.remove(a2);
+        conns.remove(b);
+        assert!(conns.live.is_empty());
+        assert!(conns.per_addr.is_empty(), "no entry is kept at zero");
     }
 }
