@@ -207,6 +207,9 @@ fn main() -> Result<()> {
             &(args.idle + args.senders + receivers.len() + 32).to_string(),
             "--idle-timeout",
             &format!("{}s", args.time_limit + 30),
+            // The idle connections never authenticate.
+            "--unauthenticated-timeout",
+            &format!("{}s", args.time_limit + 30),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

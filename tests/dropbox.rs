@@ -513,6 +513,108 @@ fn a_client_sending_one_byte_at_a_time_hits_the_total_deadline() {
 }
 
 #[test]
+fn an_unauthenticated_connection_is_cut_at_its_shorter_deadline() {
+    let dir = tempdir();
+    let server = Server::start(
+        &dir.path().join("store"),
+        &["--idle-timeout", "1s", "--unauthenticated-timeout", "2s"],
+    );
+    let mut raw = server.raw();
+    let started = Instant::now();
+    // One CHALLENGE per idle period keeps the idle deadline away for ever; only
+    // the total deadline (10 minutes) used to end such a connection.
+    let mut answered = 0;
+    let last = loop {
+        if protocol::write_request(&mut raw.stream, &Request::Challenge).is_err() {
+            break read_reply(&mut raw.stream);
+        }
+        match read_reply(&mut raw.stream) {
+            Some(Reply::Challenge(_)) => answered += 1,
+            other => break other,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "still open after {answered} challenges"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let took = started.elapsed();
+    let m = expect_error(last.expect("an error frame"), ErrorCode::Deadline);
+    assert!(m.contains("unauthenticated") && m.contains("2s"), "{m}");
+    assert!(
+        read_reply(&mut raw.stream).is_none(),
+        "then the connection closes"
+    );
+    assert!(answered >= 3, "{answered}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert!(
+        server.wait_for_log("refused [12 deadline]: ", Duration::from_secs(5)),
+        "{:?}",
+        server.log()
+    );
+    let line = server
+        .log()
+        .into_iter()
+        .find(|l| l.contains("refused [12 deadline]: "))
+        .unwrap();
+    assert!(line.contains("unauthenticated"), "{line}");
+
+    // Once authenticated, a connection has the whole total deadline: it goes on
+    // well past the unauthenticated one.
+    let mut a = server.raw();
+    let auth = auth_for(&mut a, "bob");
+    assert_eq!(a.request(&Request::Auth(auth)), Reply::Ok);
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_secs(3) {
+        match a.request(&Request::List) {
+            Reply::List { .. } => {}
+            other => panic!("an authenticated connection was cut: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn an_upload_in_progress_is_not_cut_by_the_unauthenticated_deadline() {
+    let dir = tempdir();
+    let server = Server::start(
+        &dir.path().join("store"),
+        &["--idle-timeout", "2s", "--unauthenticated-timeout", "1s"],
+    );
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "slowly", 20_000);
+    let bytes = read(&msg);
+    let mut raw = server.raw();
+    let started = Instant::now();
+    // Senders upload without authenticating: a slow upload outlives the 1 s.
+    assert_eq!(raw.request(&Request::Upload(bytes.len() as u64)), Reply::Ok);
+    for chunk in bytes.chunks(bytes.len().div_ceil(5)) {
+        std::thread::sleep(Duration::from_millis(400));
+        protocol::write_request(&mut raw.stream, &Request::Data(chunk.to_vec())).unwrap();
+    }
+    match raw.reply() {
+        Reply::Stored { recipients: 1, .. } => {}
+        other => panic!("expected STORED, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(server.mailbox_files("bob").len(), 1);
+    // Time inside the upload did not count: the connection still has most of
+    // its unauthenticated second, then is cut by it (not by the 2 s idle).
+    assert!(matches!(
+        raw.request(&Request::Challenge),
+        Reply::Challenge(_)
+    ));
+    let m = expect_error(raw.reply(), ErrorCode::Deadline);
+    assert!(m.contains("unauthenticated"), "{m}");
+    assert!(raw.is_closed());
+    // And `sxf send` is unaffected.
+    let other = seal(dir.path(), "n.sxf", &["bob"], "quickly", 0);
+    server.send_ok(&other);
+}
+
+#[test]
 fn list_get_delete_and_wait_need_authentication() {
     let dir = tempdir();
     let server = Server::start(&dir.path().join("store"), &[]);

@@ -55,6 +55,9 @@ pub(crate) struct ServeArgs {
     /// Close any connection after this long
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     total_timeout: Duration,
+    /// Close a connection that has not authenticated after this long (time uploading does not count)
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    unauthenticated_timeout: Duration,
     /// Longest a `fetch --watch` request is held before an empty answer
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     max_wait: Duration,
@@ -87,6 +90,7 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         min_free_space: a.min_free_space,
         idle_timeout: a.idle_timeout,
         total_timeout: a.total_timeout,
+        unauthenticated_timeout: a.unauthenticated_timeout,
         max_wait: a.max_wait,
         challenge_ttl: a.challenge_ttl,
         public_addrs: a.public_addrs.clone(),
@@ -119,7 +123,8 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
     ));
     log_line(format_args!(
         "limits: {} per message, {} per mailbox, {} in all, {} recipients per message, \
-         expiry after {}, {} connections ({} per address), {} free-disk reserve, idle {}, total {}",
+         expiry after {}, {} connections ({} per address), {} free-disk reserve, idle {}, \
+         total {} ({} until authenticated)",
         human_bytes(a.max_message_size),
         human_bytes(a.mailbox_quota),
         a.max_store.map_or("no cap".to_owned(), human_bytes),
@@ -129,7 +134,8 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         a.max_connections_per_ip,
         human_bytes(a.min_free_space),
         humantime::format_duration(a.idle_timeout),
-        humantime::format_duration(a.total_timeout)
+        humantime::format_duration(a.total_timeout),
+        humantime::format_duration(a.unauthenticated_timeout)
     ));
     if let Some(free) = a.assume_free_inodes {
         log_line(format_args!(

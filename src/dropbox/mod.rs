@@ -47,6 +47,14 @@ pub const DEFAULT_MIN_FREE_INODES: u64 = 1024;
 pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Default total deadline of one connection.
 pub const DEFAULT_TOTAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// Default deadline of a connection that has not authenticated, counted from
+/// its start, time inside an upload excepted (uploads need no authentication).
+/// An honest client authenticates or starts its upload after a round trip or
+/// two and one signature, so 20 s is ample; and being shorter than the idle
+/// deadline, it means a client that keeps an unauthenticated connection alive
+/// with one request per idle period holds it no longer than one that sends
+/// nothing at all.
+pub const DEFAULT_UNAUTHENTICATED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 /// Default longest WAIT before an empty reply.
 pub const DEFAULT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Default lifetime of an authentication challenge.

@@ -1,6 +1,7 @@
 //! The drop-box server: one thread per connection, capped, with idle and total
-//! deadlines on every read and write, challenge–response authentication, and a
-//! clean stop.
+//! deadlines on every read and write (and a shorter total deadline until the
+//! connection authenticates), challenge–response authentication, and a clean
+//! stop.
 //!
 //! Threads rather than an async runtime: a connection's work is blocking file
 //! I/O (fsync, hashing a 64 MiB upload), the connection cap is a few hundred, and
@@ -71,6 +72,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// No connection lives longer than this.
     pub total_timeout: Duration,
+    /// A connection that has not authenticated is closed this long after it
+    /// started; time inside an upload does not count (uploads need no AUTH).
+    pub unauthenticated_timeout: Duration,
     /// The longest a WAIT is held.
     pub max_wait: Duration,
     /// How long a challenge stays valid.
@@ -99,6 +103,7 @@ impl ServerConfig {
             assume_free_inodes: None,
             idle_timeout: super::DEFAULT_IDLE_TIMEOUT,
             total_timeout: super::DEFAULT_TOTAL_TIMEOUT,
+            unauthenticated_timeout: super::DEFAULT_UNAUTHENTICATED_TIMEOUT,
             max_wait: super::DEFAULT_MAX_WAIT,
             challenge_ttl: super::DEFAULT_CHALLENGE_TTL,
             public_addrs: Vec::new(),
@@ -655,14 +660,20 @@ fn last_word(stream: &TcpStream, code: ErrorCode, message: &str) {
 enum Expired {
     Idle,
     Total,
+    Unauthenticated,
 }
 
 /// A socket whose every read and write is bounded by the idle deadline and by
-/// what remains of the connection's total deadline.
+/// what remains of the connection's total deadline, and of its unauthenticated
+/// deadline while that runs.
 struct DeadlineStream {
     stream: TcpStream,
     idle: Duration,
+    /// The total deadline.
     deadline: Instant,
+    /// The unauthenticated deadline: `None` once the connection has
+    /// authenticated, and while an upload is in progress.
+    unauthenticated: Option<Instant>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     expired: Option<Expired>,
@@ -672,16 +683,36 @@ impl DeadlineStream {
     /// The timeout for the next operation, or the expiry if none is left.
     fn next_timeout(&mut self) -> io::Result<(Duration, Expired)> {
         let now = Instant::now();
-        if now >= self.deadline {
-            self.expired = Some(Expired::Total);
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "total deadline"));
+        let (end, which) = match self.unauthenticated {
+            Some(u) if u < self.deadline => (u, Expired::Unauthenticated),
+            _ => (self.deadline, Expired::Total),
+        };
+        if now >= end {
+            self.expired = Some(which);
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection deadline",
+            ));
         }
-        let left = self.deadline - now;
+        let left = end - now;
         Ok(if left < self.idle {
-            (left, Expired::Total)
+            (left, which)
         } else {
             (self.idle, Expired::Idle)
         })
+    }
+
+    /// Stops the unauthenticated deadline's clock (an upload starts), and
+    /// returns what was left of it.
+    fn pause_unauthenticated(&mut self) -> Option<Duration> {
+        self.unauthenticated
+            .take()
+            .map(|u| u.saturating_duration_since(Instant::now()))
+    }
+
+    /// Starts the clock again with what was left (the upload ended).
+    fn resume_unauthenticated(&mut self, left: Option<Duration>) {
+        self.unauthenticated = left.map(|left| Instant::now() + left);
     }
 
     fn note(&mut self, e: io::Error, which: Expired) -> io::Error {
@@ -761,6 +792,7 @@ impl<'a> Conn<'a> {
                     stream,
                     idle: shared.config.idle_timeout,
                     deadline: started + shared.config.total_timeout,
+                    unauthenticated: Some(started + shared.config.unauthenticated_timeout),
                     read_timeout: None,
                     write_timeout: None,
                     expired: None,
@@ -826,6 +858,14 @@ impl<'a> Conn<'a> {
                 format!(
                     "the connection reached its time limit of {} {during}; reconnect to go on",
                     humantime::format_duration(self.shared.config.total_timeout)
+                ),
+            ),
+            Some(Expired::Unauthenticated) => self.close_with(
+                Code::Deadline,
+                format!(
+                    "an unauthenticated connection reached its time limit of {} {during} \
+                     (time spent uploading does not count); reconnect to go on",
+                    humantime::format_duration(self.shared.config.unauthenticated_timeout)
                 ),
             ),
             None => (self.log)(&Event::Disconnected {
@@ -909,7 +949,14 @@ impl<'a> Conn<'a> {
                 Ok(Flow::Continue)
             }
             Request::Auth(a) => self.auth(a),
-            Request::Upload(len) => self.upload(len),
+            Request::Upload(len) => {
+                // An upload needs no authentication: the unauthenticated
+                // deadline does not run while one is in progress.
+                let left = self.io.get_mut().pause_unauthenticated();
+                let flow = self.upload(len);
+                self.io.get_mut().resume_unauthenticated(left);
+                flow
+            }
             Request::Data(_) => {
                 self.close_with(Code::Unexpected, "DATA outside an upload");
                 Ok(Flow::Close)
@@ -943,6 +990,9 @@ impl<'a> Conn<'a> {
                     mailbox: mailbox.clone(),
                 });
                 self.mailbox = Some(mailbox);
+                // From now on only the total deadline bounds the connection,
+                // even if a later AUTH fails.
+                self.io.get_mut().unauthenticated = None;
                 self.reply(&Reply::Ok)?;
                 Ok(Flow::Continue)
             }
@@ -1336,6 +1386,46 @@ mod tests {
             "2001:db8:1:2::/64"
         );
         assert_eq!(group("::1").to_string(), "::/64");
+    }
+
+    #[test]
+    fn the_unauthenticated_deadline_is_the_nearer_one_and_pauses_for_uploads() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let now = Instant::now();
+        let mut s = DeadlineStream {
+            stream,
+            idle: Duration::from_secs(30),
+            deadline: now + Duration::from_secs(600),
+            unauthenticated: Some(now + Duration::from_secs(20)),
+            read_timeout: None,
+            write_timeout: None,
+            expired: None,
+        };
+        let (t, which) = s.next_timeout().unwrap();
+        assert_eq!(which, Expired::Unauthenticated);
+        assert!(t <= Duration::from_secs(20) && t > Duration::from_secs(19));
+        // An upload: only the idle and total deadlines bound it.
+        let left = s.pause_unauthenticated();
+        assert!(left.unwrap() > Duration::from_secs(19));
+        assert_eq!(s.next_timeout().unwrap(), (s.idle, Expired::Idle));
+        // After it, the clock goes on with what was left.
+        s.resume_unauthenticated(left);
+        assert_eq!(s.next_timeout().unwrap().1, Expired::Unauthenticated);
+        // A total deadline nearer than the unauthenticated one wins.
+        s.deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(s.next_timeout().unwrap().1, Expired::Total);
+        // Spent: the next operation fails and says which deadline it was.
+        s.unauthenticated = Some(Instant::now());
+        s.deadline = Instant::now() + Duration::from_secs(600);
+        let e = s.next_timeout().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(s.expired, Some(Expired::Unauthenticated));
+        // Authenticated: no unauthenticated deadline, and none after an upload.
+        s.unauthenticated = None;
+        let left = s.pause_unauthenticated();
+        s.resume_unauthenticated(left);
+        assert_eq!(s.next_timeout().unwrap(), (s.idle, Expired::Idle));
     }
 
     #[test]
