@@ -155,6 +155,9 @@ struct State {
     stored: Option<u64>,
     /// Bytes being filed right now, counted against `--max-store`.
     stored_reserved: u64,
+    /// Mailboxes someone WAITs on: how many waiters, and a count bumped by
+    /// every filing for that mailbox. Bounded by the connections.
+    watched: HashMap<Fingerprint, (usize, u64)>,
     stopping: bool,
 }
 
@@ -441,6 +444,7 @@ impl Store {
                 filing_ids: HashSet::new(),
                 stored: None,
                 stored_reserved: 0,
+                watched: HashMap::new(),
                 stopping: false,
             }),
             changed: Condvar::new(),
@@ -728,7 +732,14 @@ impl Store {
         let result = committed.and_then(|_| self.publish_links(&recipients, id));
         // Identical uploads wait until the names are visible, so that they find
         // this message instead of filing it again.
-        self.lock().filing.remove(&digest);
+        let mut state = self.lock();
+        state.filing.remove(&digest);
+        for r in &recipients {
+            if let Some((_, filed)) = state.watched.get_mut(r) {
+                *filed += 1;
+            }
+        }
+        drop(state);
         // Wakes long-polls, and identical uploads waiting for this filing.
         self.changed.notify_all();
         result?;
@@ -1088,25 +1099,45 @@ impl Store {
 
     /// Blocks until the mailbox holds a message (true), or `timeout` passes or
     /// the store is stopping (false). Never polls: it sleeps on a condition
-    /// variable that every filing notifies, and looks at the mailbox's
-    /// directory when woken.
+    /// variable, and looks at the mailbox's directory (outside the store's
+    /// lock) only when a filing for this mailbox woke it.
     pub fn wait(&self, mailbox: &Fingerprint, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
-        loop {
-            if self.has_message(mailbox) {
-                return true;
+        state.watched.entry(mailbox.clone()).or_default().0 += 1;
+        let ready = loop {
+            let filed = state.watched.get(mailbox).map_or(0, |w| w.1);
+            drop(state);
+            let ready = self.has_message(mailbox);
+            state = self.lock();
+            if ready {
+                break true;
             }
-            let now = Instant::now();
-            if state.stopping || now >= deadline {
-                return false;
+            loop {
+                let now = Instant::now();
+                if state.stopping || now >= deadline {
+                    break;
+                }
+                if state.watched.get(mailbox).map_or(0, |w| w.1) != filed {
+                    break;
+                }
+                state = self
+                    .changed
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
-            state = self
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            if state.watched.get(mailbox).map_or(0, |w| w.1) == filed {
+                break false; // stopping, or the deadline passed
+            }
+        };
+        if let Some(w) = state.watched.get_mut(mailbox) {
+            w.0 -= 1;
+            if w.0 == 0 {
+                state.watched.remove(mailbox);
+            }
         }
+        ready
     }
 
     /// Wakes every waiter and makes further waits return at once.
