@@ -122,12 +122,12 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         r.discarded_pending,
     ));
     log_line(format_args!(
-        "limits: {} per message, {} per mailbox, {} in all, {} recipients per message, \
+        "limits: {} per message, {} per mailbox, store cap {}, {} recipients per message, \
          expiry after {}, {} connections ({} per address), {} free-disk reserve, idle {}, \
          total {} ({} until authenticated)",
         human_bytes(a.max_message_size),
         human_bytes(a.mailbox_quota),
-        a.max_store.map_or("no cap".to_owned(), human_bytes),
+        a.max_store.map_or("none".to_owned(), human_bytes),
         a.max_recipients,
         humantime::format_duration(a.expire_after),
         a.max_connections,
