@@ -1426,10 +1426,16 @@ fn fetch_open_removes_stale_staging_directories_at_start() {
     }
     assert!(out.join(".sxf-open-f1le00").is_file());
     assert_eq!(read(&elsewhere.join("keep.txt")), b"keep");
+    // The link itself is left alone on Unix. (Under wine a directory link
+    // reads back as a directory and is removed as one, link only: what it
+    // points to is untouched, as checked above.)
+    #[cfg(unix)]
     if linked {
         let meta = std::fs::symlink_metadata(&link).unwrap();
         assert!(meta.file_type().is_symlink(), "the link is left alone");
     }
+    #[cfg(windows)]
+    let _ = linked;
 
     // A fetch without --open cleans up the same way.
     let again = stale(".sxf-open-Qq11Ww");

@@ -5,7 +5,6 @@
 
 mod dropbox_common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use dropbox_common::*;
@@ -160,7 +159,8 @@ fn messages_older_than_the_expiry_age_are_deleted_and_logged() {
 /// Builds, without a server, a store holding `messages` messages of `len`
 /// bytes in `mailboxes` mailboxes (made-up recipients), each with its digest
 /// record, the way a filing leaves them.
-fn populate(store: &Path, mailboxes: usize, messages: usize, len: usize) {
+#[cfg(target_os = "linux")]
+fn populate(store: &std::path::Path, mailboxes: usize, messages: usize, len: usize) {
     let body = vec![0x5a; len];
     for m in 0..mailboxes {
         let dir = store.join("mailboxes").join(hex::encode(
