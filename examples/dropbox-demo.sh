@@ -18,6 +18,9 @@ if [[ -z "${SXF:-}" ]]; then
     SXF="$repo/target/release/sxf"
 fi
 work="$(mktemp -d)"
+# Its own config directory: the first contact with the server is recorded
+# there (known-servers), not in yours.
+export SXF_HOME="$work/home"
 server_pid=""
 bob_pid=""
 cleanup() {

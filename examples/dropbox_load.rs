@@ -233,10 +233,17 @@ fn main() -> Result<()> {
     let rss_start = proc_status(pid, "VmRSS:");
     let threads_start = proc_status(pid, "Threads:");
 
-    // Idle connections: connect, read HELLO, then nothing.
+    // Idle connections: connect, finish the TLS handshake, read HELLO, then nothing.
     let mut idle = Vec::with_capacity(args.idle);
     for _ in 0..args.idle {
-        let mut s = TcpStream::connect(&addr)?;
+        let mut sock = TcpStream::connect(&addr)?;
+        let (config, _) = sxf::dropbox::tls::client_config(None)?;
+        let mut conn =
+            rustls::ClientConnection::new(config, sxf::dropbox::tls::server_name(&addr))?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        let mut s = rustls::StreamOwned::new(conn, sock);
         match protocol::read_frame(&mut s).map(Reply::decode) {
             Ok(Ok(Reply::Hello(_))) => idle.push(s),
             other => bail!("idle connection got {other:?}"),

@@ -27,6 +27,8 @@ use crate::keys::{Fingerprint, KeyError, PublicKeyInfo};
 pub const CONTACTS_FILE: &str = "contacts.toml";
 /// The identity file inside the config directory.
 pub const IDENTITY_FILE: &str = "identity.toml";
+/// The drop-box servers met so far, inside the config directory.
+pub const KNOWN_SERVERS_FILE: &str = "known-servers";
 /// Config files larger than this are refused before parsing.
 const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
 /// Longest contact name, in bytes.
@@ -379,6 +381,67 @@ impl ConfigDir {
         write_atomically(&self.file(IDENTITY_FILE), text.as_bytes())
     }
 
+    /// The path of the known drop-box servers file.
+    pub fn known_servers_path(&self) -> PathBuf {
+        self.file(KNOWN_SERVERS_FILE)
+    }
+
+    /// The server id recorded for the drop-box server `addr` (`host:port`, as
+    /// given to `--server`; the host compared without regard to ASCII case).
+    pub fn known_server(&self, addr: &str) -> Result<Option<[u8; 32]>, ContactsError> {
+        let path = self.file(KNOWN_SERVERS_FILE);
+        let Some(text) = read_config_file(&path)? else {
+            return Ok(None);
+        };
+        let known = parse_known_servers(&text).map_err(|reason| ContactsError::Damaged {
+            path: path.clone(),
+            reason,
+        })?;
+        let addr = addr.to_ascii_lowercase();
+        Ok(known
+            .into_iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, id)| id))
+    }
+
+    /// Records `addr → id` on first contact. If another process recorded
+    /// `addr` meanwhile, nothing is written and its id is returned.
+    pub fn remember_server(
+        &self,
+        addr: &str,
+        id: [u8; 32],
+    ) -> Result<Option<[u8; 32]>, ContactsError> {
+        let addr = addr.to_ascii_lowercase();
+        if addr.is_empty() || addr.contains(|c: char| c.is_whitespace() || c == '#') {
+            return Err(ContactsError::Io {
+                path: self.file(KNOWN_SERVERS_FILE),
+                source: std::io::Error::other(format!("{addr:?} cannot be recorded as a server")),
+            });
+        }
+        self.create()?;
+        let _lock = self.lock()?;
+        let path = self.file(KNOWN_SERVERS_FILE);
+        let mut text = read_config_file(&path)?.unwrap_or_else(|| {
+            "# sxf drop-box servers met so far: ADDR:PORT and the server id (SHA-256\n\
+             # of its TLS certificate's public key), recorded on first contact.\n\
+             # A server that later shows another id is refused.\n"
+                .to_owned()
+        });
+        let known = parse_known_servers(&text).map_err(|reason| ContactsError::Damaged {
+            path: path.clone(),
+            reason,
+        })?;
+        if let Some((_, existing)) = known.into_iter().find(|(a, _)| *a == addr) {
+            return Ok(Some(existing));
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("{addr} {}\n", hex::encode(id)));
+        write_atomically(&path, text.as_bytes())?;
+        Ok(None)
+    }
+
     /// An exclusive lock on `DIR/.lock`, released when dropped.
     fn lock(&self) -> Result<fs::File, ContactsError> {
         let path = self.file(".lock");
@@ -389,6 +452,22 @@ impl ConfigDir {
         file.lock().map_err(io_err(&path))?;
         Ok(file)
     }
+}
+
+/// `ADDR:PORT HEX` lines; blank lines and `#` comments are skipped.
+fn parse_known_servers(text: &str) -> Result<Vec<(String, [u8; 32])>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || format!("line {} is not `ADDR:PORT SERVER-ID`", n + 1);
+        let (addr, id) = line.split_once(char::is_whitespace).ok_or_else(bad)?;
+        let id = crate::parse_lower_hex::<32>(id.trim()).ok_or_else(bad)?;
+        out.push((addr.to_ascii_lowercase(), id));
+    }
+    Ok(out)
 }
 
 fn one_line(e: &toml::de::Error) -> String {

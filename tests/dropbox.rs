@@ -6,7 +6,7 @@ mod common;
 mod dropbox_common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Stdio;
 #[cfg(target_os = "linux")]
 use std::sync::mpsc;
@@ -378,7 +378,7 @@ fn garbage_bytes_get_an_error_and_the_server_keeps_serving() {
     assert!(m.contains("not an sxf drop-box frame"), "{m}");
     assert!(raw.is_closed());
     // Garbage before the HELLO is even read.
-    let mut s = Raw::bare(&server.addr);
+    let mut s = Raw::tls(&server.addr);
     s.write_all(&[0xAB; 4096]).unwrap();
     let _hello = read_reply(&mut s).unwrap();
     let r = read_reply(&mut s).unwrap();
@@ -388,7 +388,7 @@ fn garbage_bytes_get_an_error_and_the_server_keeps_serving() {
     raw.write(b"SXFD\x09\x01\0\0\0\0");
     expect_error(raw.reply(), ErrorCode::UnsupportedVersion);
     let mut raw = server.raw();
-    raw.write(b"SXFD\x01\x77\0\0\0\0");
+    raw.write(b"SXFD\x02\x77\0\0\0\0");
     expect_error(raw.reply(), ErrorCode::BadFrame);
     // A reply type sent as a request.
     let mut raw = server.raw();
@@ -423,7 +423,7 @@ fn an_oversized_length_prefix_is_refused_before_allocation() {
         (protocol::kind::LIST, 0x4000_0000),
     ] {
         let mut raw = server.raw();
-        let mut header = b"SXFD\x01".to_vec();
+        let mut header = b"SXFD\x02".to_vec();
         header.push(frame_type);
         header.extend_from_slice(&len.to_be_bytes());
         raw.write(&header);
@@ -449,7 +449,7 @@ fn fifty_stalled_clients_are_cut_off_and_block_no_one() {
     let started = Instant::now();
     let mut stalled: Vec<_> = (0..50)
         .map(|_| {
-            let mut s = Raw::bare(&server.addr);
+            let mut s = Raw::tls(&server.addr);
             s.write_all(b"S").unwrap();
             s
         })
@@ -503,10 +503,7 @@ fn a_client_sending_one_byte_at_a_time_hits_the_total_deadline() {
     }
     let _ = cut;
     // Whatever was answered before, the last word is DEADLINE and then a close.
-    let mut last = None;
-    while let Some(r) = read_reply(&mut raw.stream) {
-        last = Some(r);
-    }
+    let last = raw.replies_after_cut().pop();
     let m = expect_error(last.expect("an error frame"), ErrorCode::Deadline);
     assert!(m.contains("time limit"), "{m}");
     assert!(started.elapsed() < Duration::from_secs(6));
@@ -643,8 +640,9 @@ fn auth_for(raw: &mut Raw, who: &str) -> protocol::AuthRequest {
         Reply::Challenge(n) => n,
         other => panic!("{other:?}"),
     };
-    let peer: SocketAddr = raw.stream.peer_addr().unwrap();
-    client::sign_statement(&private_key(who), raw.hello.server_id, peer, nonce).unwrap()
+    let peer: SocketAddr = raw.peer();
+    let binding = raw.binding(&nonce);
+    client::sign_statement(&private_key(who), raw.cert_id(), peer, nonce, binding).unwrap()
 }
 
 #[test]
@@ -866,7 +864,8 @@ fn mailbox_and_message_ids_like_dotdot_never_reach_the_filesystem() {
             "filing",
             "lock",
             "mailboxes",
-            "server-id",
+            "tls-cert.der",
+            "tls-key.der",
             "tmp"
         ]
     );
@@ -1045,10 +1044,12 @@ fn one_address_cannot_take_more_than_its_share_of_connections() {
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let all: Vec<TcpStream> = (0..16).map(|_| Raw::bare(&server.addr)).collect();
+        let all: Vec<_> = (0..16).map(|_| Raw::try_tls(&server.addr)).collect();
         let mut served = 0;
-        for mut s in all {
-            if matches!(read_reply(&mut s), Some(Reply::Hello(_))) {
+        for s in all {
+            if let Ok(mut s) = s
+                && matches!(read_reply(&mut s), Some(Reply::Hello(_)))
+            {
                 served += 1;
             }
         }
@@ -1877,19 +1878,12 @@ fn watch_escapes_the_servers_error_sentence_before_printing_it() {
     use std::net::TcpListener;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    // A hostile server: every connection gets HELLO, then a transient ERROR
-    // whose sentence carries a terminal escape and a bidi override.
+    // A hostile server: every connection gets a transient ERROR, in
+    // plaintext as a server at its cap sends BUSY, whose sentence carries a
+    // terminal escape and a bidi override.
     std::thread::spawn(move || {
         for conn in listener.incoming().take(3) {
             let Ok(mut s) = conn else { return };
-            let hello = Reply::Hello(protocol::Hello {
-                server_id: [7; 32],
-                max_message_size: 1 << 20,
-                max_wait_secs: 1,
-            });
-            let (t, b) = hello.encode();
-            let _ = protocol::write_frame(&mut s, t, &b);
-            let _ = protocol::read_frame(&mut s);
             let err = Reply::Error {
                 code: ErrorCode::Busy,
                 message: "evil\x1b[2J\u{202e}text".into(),
@@ -2093,4 +2087,235 @@ fn the_reserve_keeps_inodes_free_and_counts_new_mailbox_directories() {
     let server = with_free_inodes("13");
     server.send_ok(&seal(dir.path(), "n.sxf", &["bob"], "y", 0));
     assert_eq!(server.mailbox_files("bob").len(), 2);
+}
+
+// ------------------------------------------------------------------------ TLS
+
+/// Starts a server with a store of its own on the address `addr`, which a
+/// killed server just left.
+fn start_impostor(dir: &std::path::Path, addr: &str) -> Server {
+    Server::start_on(&dir.join("impostor-store"), addr, &[])
+}
+
+#[test]
+fn a_server_with_another_certificate_is_refused_when_pinned() {
+    let dir = tempdir();
+    let mut real = Server::start(&dir.path().join("store"), &[]);
+    // The id is SHA-256 of the certificate's public key, in HELLO and the log.
+    let raw = real.raw();
+    let id = raw.cert_id();
+    assert_eq!(raw.hello.server_id, id);
+    assert!(
+        real.wait_for_log(
+            &format!("server id {}", hex::encode(id)),
+            Duration::from_secs(5)
+        ),
+        "{:?}",
+        real.log()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("store/tls-key.der"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    drop(raw);
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "for bob", 0);
+    let pin = hex::encode(id);
+    let o = sxf()
+        .arg("send")
+        .arg(&msg)
+        .args(["--server", &real.addr, "--server-id", &pin])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Someone else's server takes the address: its certificate is not the pinned one.
+    let addr = real.addr.clone();
+    real.kill();
+    let impostor = start_impostor(dir.path(), &addr);
+    let o = sxf()
+        .arg("send")
+        .arg(&msg)
+        .args(["--server", &addr, "--server-id", &pin])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("not authentic") && e.contains("not the expected"),
+        "{e}"
+    );
+    assert!(e.contains(&pin), "{e}");
+    let o = impostor.fetch("bob", &dir.path().join("in"), &["--server-id", &pin]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    // Nothing reached it: the handshake failed before any frame.
+    assert!(impostor.mailbox_files("bob").is_empty());
+    assert!(
+        impostor.wait_for_count("TLS handshake failed", 2, Duration::from_secs(5)),
+        "{:?}",
+        impostor.log()
+    );
+    assert_eq!(impostor.count_log("authenticated as"), 0);
+}
+
+#[test]
+fn trust_on_first_use_records_the_server_and_refuses_a_changed_one() {
+    let dir = tempdir();
+    let home = dir.path().join("home");
+    let mut real = Server::start(&dir.path().join("store"), &[]);
+    let id = hex::encode(real.raw().cert_id());
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "for bob", 0);
+    let send = |addr: &str| {
+        sxf()
+            .env("SXF_HOME", &home)
+            .arg("send")
+            .arg(&msg)
+            .args(["--server", addr])
+            .output()
+            .unwrap()
+    };
+    // First contact: recorded, and said so.
+    let o = send(&real.addr);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains(&format!("first contact with {}", real.addr)) && e.contains(&id),
+        "{e}"
+    );
+    let file = home.join("known-servers");
+    let known = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        known.lines().any(|l| l == format!("{} {id}", real.addr)),
+        "{known}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Second contact: the record is used, nothing new is said.
+    let o = send(&real.addr);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stderr).contains("first contact"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Another server, with another certificate, at the same address: refused, loudly.
+    let addr = real.addr.clone();
+    real.kill();
+    let impostor = start_impostor(dir.path(), &addr);
+    let mut fetch = sxf();
+    fetch
+        .env("SXF_HOME", &home)
+        .args(["fetch", "--server", &addr, "--key"])
+        .arg(key("bob.key"))
+        .arg("--out-dir")
+        .arg(dir.path().join("in"));
+    let o = fetch.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("not authentic") && e.contains("impersonating") && e.contains(&id),
+        "{e}"
+    );
+    assert_eq!(impostor.count_log("authenticated as"), 0);
+    let o = send(&addr);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(impostor.mailbox_files("bob").is_empty());
+    // The record is left as it was.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), known);
+    // An edited record is refused the same way against the real server.
+    drop(impostor);
+    let real = Server::start_on(&dir.path().join("store"), &addr, &[]);
+    assert_eq!(hex::encode(real.raw().cert_id()), id);
+    let o = send(&addr);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    std::fs::write(&file, known.replace(&id, &"ab".repeat(32))).unwrap();
+    let o = send(&addr);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("impersonating"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn an_auth_statement_relayed_from_another_tls_session_is_refused() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "for bob", 0);
+    server.send_ok(&msg);
+    // A relay: the victim's session A ends at the relay, the relay's own
+    // session B reaches the server. The relay passes B's challenge to the
+    // victim, who signs it inside A, and passes the signed AUTH back to B.
+    let victim_side = server.raw();
+    let mut relay_side = server.raw();
+    let nonce = match relay_side.request(&Request::Challenge) {
+        Reply::Challenge(n) => n,
+        other => panic!("{other:?}"),
+    };
+    let signed_in_a = client::sign_statement(
+        &private_key("bob"),
+        victim_side.cert_id(),
+        relay_side.peer(),
+        nonce,
+        victim_side.binding(&nonce),
+    )
+    .unwrap();
+    let m = expect_error(
+        relay_side.request(&Request::Auth(signed_in_a)),
+        ErrorCode::WrongSession,
+    );
+    assert!(m.contains("another TLS session"), "{m}");
+    expect_error(relay_side.request(&Request::List), ErrorCode::AuthRequired);
+    assert!(
+        server.wait_for_log("refused [24 wrong-session]", Duration::from_secs(5)),
+        "{:?}",
+        server.log()
+    );
+    // No binding at all is no better.
+    let mut a = auth_for(&mut relay_side, "bob");
+    a.statement.tls_binding = [0; 32];
+    a.signature = sxf::crypto::sign(
+        &mut rand::rngs::SysRng,
+        private_key("bob").key(),
+        &a.statement.to_bytes(),
+    )
+    .unwrap();
+    expect_error(
+        relay_side.request(&Request::Auth(a)),
+        ErrorCode::WrongSession,
+    );
+    // Signed inside B itself, it is accepted.
+    let a = auth_for(&mut relay_side, "bob");
+    assert_eq!(relay_side.request(&Request::Auth(a)), Reply::Ok);
+    assert!(matches!(
+        relay_side.request(&Request::List),
+        Reply::List { ref entries, .. } if entries.len() == 1
+    ));
+    assert_eq!(server.count_log("authenticated as"), 1);
+}
+
+#[test]
+fn plaintext_bytes_get_no_frame_and_the_server_keeps_serving() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    // A version-1 client, or anything else that does not start TLS.
+    let mut s = Raw::bare(&server.addr);
+    s.write_all(b"SXFD\x01\x03\0\0\0\0").unwrap();
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut got);
+    assert!(!got.starts_with(b"SXFD"), "{got:?}");
+    assert!(
+        server.wait_for_log("TLS handshake failed", Duration::from_secs(5)),
+        "{:?}",
+        server.log()
+    );
+    assert_still_serving(&server, dir.path(), "after-plaintext");
 }

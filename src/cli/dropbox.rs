@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use sxf::dropbox::client::ClientOptions;
+use sxf::contacts::ConfigDir;
+use sxf::dropbox::client::{Client, ClientOptions};
 use sxf::dropbox::{self as dbx};
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -58,7 +59,9 @@ pub(crate) fn parse_server_id(text: &str) -> Result<[u8; 32], String> {
 /// rejection (exit 1), everything else keeps its own type (exit 2).
 pub(crate) fn peer_error(e: dbx::Error) -> anyhow::Error {
     match e {
-        e @ dbx::Error::ServerMismatch { .. } => sxf::Error::NotAuthentic(e.to_string()).into(),
+        e @ (dbx::Error::ServerMismatch { .. } | dbx::Error::KnownServerChanged { .. }) => {
+            sxf::Error::NotAuthentic(e.to_string()).into()
+        }
         other => other.into(),
     }
 }
@@ -68,6 +71,53 @@ pub(crate) fn client_options(server_id: Option<[u8; 32]>) -> ClientOptions {
         server_id,
         ..ClientOptions::default()
     }
+}
+
+/// Connects to a drop-box server, pinning its id: `--server-id` when given
+/// (`options.server_id`), else the id the known-servers file of the config
+/// directory recorded for `server`, else none, and then, after the handshake,
+/// the server's id is recorded there (trust on first use) and said so on
+/// standard error. A recorded server that shows another id is refused.
+pub(crate) fn connect(server: &str, options: &ClientOptions) -> Result<Client, dbx::Error> {
+    if options.server_id.is_some() {
+        return Client::connect(server, options);
+    }
+    let known_err = |e: sxf::contacts::ContactsError| dbx::Error::Io {
+        context: "the known servers file".into(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let dir = ConfigDir::from_env().map_err(known_err)?;
+    let file = dir.known_servers_path().display().to_string();
+    let recorded = dir.known_server(server).map_err(known_err)?;
+    let changed = |expected: [u8; 32], found: String| dbx::Error::KnownServerChanged {
+        addr: server.to_owned(),
+        expected: hex::encode(expected),
+        found,
+        file: file.clone(),
+    };
+    let pinned = ClientOptions {
+        server_id: recorded,
+        ..options.clone()
+    };
+    let client = match (Client::connect(server, &pinned), recorded) {
+        (Err(dbx::Error::ServerMismatch { found, .. }), Some(expected)) => {
+            return Err(changed(expected, found));
+        }
+        (r, _) => r?,
+    };
+    if recorded.is_none() {
+        let id = client.server_id();
+        match dir.remember_server(server, id).map_err(known_err)? {
+            Some(other) if other != id => return Err(changed(other, hex::encode(id))),
+            Some(_) => {}
+            None => eprintln!(
+                "first contact with {server}: its server id is {}; recorded in {file}, \
+                 and a server there with any other id will be refused",
+                hex::encode(id)
+            ),
+        }
+    }
+    Ok(client)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use sxf::dropbox::client::{self, Client, ClientOptions, Fetched, Unopened};
+use sxf::dropbox::client::{self, ClientOptions, Fetched, Unopened};
 use sxf::dropbox::protocol::MessageId;
 use sxf::dropbox::{self as dbx};
 use sxf::keys::PrivateKeyInfo;
@@ -181,7 +181,7 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
         }
     }
     if !a.watch {
-        let mut c = Client::connect(&a.server, &options).map_err(peer_error)?;
+        let mut c = super::dropbox::connect(&a.server, &options).map_err(peer_error)?;
         let deadline = c.deadline(FETCH_DEADLINE)?;
         let n = c
             .authenticate(&key)
@@ -253,7 +253,7 @@ fn watch_session(
     opener: &mut Opener<'_>,
     backoff: &mut Duration,
 ) -> Result<std::convert::Infallible, dbx::Error> {
-    let mut c = Client::connect(server, options)?;
+    let mut c = super::dropbox::connect(server, options)?;
     c.authenticate(key)?;
     *backoff = Duration::from_secs(1);
     eprintln!(

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use sxf::dropbox::client::Client;
-
 use super::dropbox::{client_options, parse_server_addr, parse_server_id, peer_error};
 use super::input::{SpoolArgs, load_archive, shown_name};
 use super::output::human_bytes;
@@ -30,7 +28,7 @@ pub(crate) fn run(a: SendArgs) -> Result<()> {
     // An armored archive is decoded first: the server stores and serves the binary form.
     let archive = load_archive(&a.file, &a.spool, &mut TerminalProgress::new())?;
     let mut client =
-        Client::connect(&a.server, &client_options(a.server_id)).map_err(peer_error)?;
+        super::dropbox::connect(&a.server, &client_options(a.server_id)).map_err(peer_error)?;
     let stored = client
         .upload(archive.reopen()?, archive.len())
         .map_err(peer_error)

@@ -21,6 +21,7 @@ use super::protocol::{
     self, AuthRequest, ErrorCode, FrameError, Hello, ListEntry, MAX_DATA_BODY, MessageId, Reply,
     Request, Statement,
 };
+use super::tls;
 
 /// Prefix of the temp files a fetch writes into its output directory.
 pub const FETCH_TEMP_PREFIX: &str = ".sxf-fetch-";
@@ -31,7 +32,9 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Deadline of every read and write (a WAIT adds its own duration).
     pub io_timeout: Duration,
-    /// Refuse a server whose HELLO presents another id.
+    /// Accept only the server whose TLS certificate has this id (SHA-256 of
+    /// its SubjectPublicKeyInfo); `None` accepts any (trust on first use: the
+    /// caller records [`Client::server_id`]).
     pub server_id: Option<[u8; 32]>,
     /// The largest message this client downloads, whatever the server's HELLO
     /// says: a hostile server cannot fill the disk with one.
@@ -49,10 +52,34 @@ impl Default for ClientOptions {
     }
 }
 
+/// The TLS session over the socket. A server that closes without a TLS
+/// close_notify reads as a plain end of stream: frames carry their lengths, so
+/// a cut inside one is still an error.
+struct TlsIo(rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
+
+impl Read for TlsIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.0.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            r => r,
+        }
+    }
+}
+
+impl Write for TlsIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// A connection to a drop-box server.
 pub struct Client {
-    io: BufReader<TcpStream>,
+    io: BufReader<TlsIo>,
     addr: String,
+    server_id: [u8; 32],
     peer: SocketAddr,
     hello: Hello,
     io_timeout: Duration,
@@ -94,9 +121,11 @@ impl Client {
             s.peer_addr()
         };
         let peer = setup(&stream).map_err(|e| Error::conn(format!("connecting to {addr}"), e))?;
+        let (tls, server_id) = handshake(addr, stream, options.server_id)?;
         let mut client = Client {
-            io: BufReader::with_capacity(protocol::HEADER_LEN + MAX_DATA_BODY as usize, stream),
+            io: BufReader::with_capacity(protocol::HEADER_LEN + MAX_DATA_BODY as usize, tls),
             addr: addr.to_owned(),
+            server_id,
             peer,
             hello: Hello {
                 server_id: [0; 32],
@@ -110,16 +139,25 @@ impl Client {
             Reply::Hello(h) => client.hello = h,
             other => return Err(unexpected("HELLO", &other)),
         }
-        if let Some(pinned) = options.server_id
-            && pinned != client.hello.server_id
-        {
-            return Err(Error::ServerMismatch {
-                addr: addr.to_owned(),
-                expected: hex::encode(pinned),
-                found: hex::encode(client.hello.server_id),
-            });
+        if client.hello.server_id != server_id {
+            return Err(Error::Protocol(format!(
+                "the server's HELLO names server id {}, but its TLS certificate is {}",
+                hex::encode(client.hello.server_id),
+                hex::encode(server_id)
+            )));
         }
         Ok(client)
+    }
+
+    /// The server's id, from its TLS certificate (SHA-256 of the certificate's
+    /// SubjectPublicKeyInfo DER): the pinned one, or, on first use, the one to
+    /// record.
+    pub fn server_id(&self) -> [u8; 32] {
+        self.server_id
+    }
+
+    fn socket(&self) -> &TcpStream {
+        &self.io.get_ref().0.sock
     }
 
     /// The server's HELLO.
@@ -166,10 +204,7 @@ impl Client {
     /// After a failed write, the server may have explained itself in an ERROR
     /// frame before closing: prefer that to the bare socket error.
     fn explain(&mut self, err: Error) -> Error {
-        let _ = self
-            .io
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = self.socket().set_read_timeout(Some(Duration::from_secs(2)));
         match self.recv() {
             Err(refused @ Error::Refused { .. }) => refused,
             _ => err,
@@ -232,7 +267,9 @@ impl Client {
             Reply::Challenge(n) => n,
             other => return Err(unexpected("CHALLENGE", &other)),
         };
-        let auth = sign_statement(key, self.hello.server_id, self.peer, server_nonce)?;
+        let binding = tls::auth_binding(&self.io.get_ref().0.conn, &server_nonce)
+            .map_err(|e| Error::Protocol(format!("no TLS binding for the statement: {e}")))?;
+        let auth = sign_statement(key, self.server_id, self.peer, server_nonce, binding)?;
         self.send(&Request::Auth(auth))?;
         self.expect_ok("AUTH")
     }
@@ -305,8 +342,7 @@ impl Client {
     /// hold the client forever. Once it fired, [`Deadline::expired`] says so.
     pub fn deadline(&self, limit: Duration) -> Result<Deadline, Error> {
         let stream = self
-            .io
-            .get_ref()
+            .socket()
             .try_clone()
             .map_err(|e| Error::conn(format!("connecting to {}", self.addr), e))?;
         let expired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -335,15 +371,79 @@ impl Client {
     pub fn wait(&mut self, max: Duration) -> Result<bool, Error> {
         let secs = max.as_secs().min(u32::MAX as u64) as u32;
         self.send(&Request::Wait(secs))?;
-        let stream = self.io.get_ref();
-        let _ = stream.set_read_timeout(Some(max + self.io_timeout));
+        let _ = self.socket().set_read_timeout(Some(max + self.io_timeout));
         let reply = self.recv();
-        let _ = self.io.get_ref().set_read_timeout(Some(self.io_timeout));
+        let _ = self.socket().set_read_timeout(Some(self.io_timeout));
         match reply? {
             Reply::Wait { ready } => Ok(ready),
             other => Err(unexpected("WAIT", &other)),
         }
     }
+}
+
+impl Drop for Client {
+    /// Says goodbye with a TLS close_notify, briefly, if the socket takes it.
+    fn drop(&mut self) {
+        let TlsIo(tls) = self.io.get_mut();
+        let _ = tls.sock.set_write_timeout(Some(Duration::from_secs(1)));
+        tls.conn.send_close_notify();
+        while tls.conn.wants_write() {
+            if tls.conn.write_tls(&mut tls.sock).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// The TLS 1.3 handshake on a connected socket, accepting only `pinned` (any
+/// server key when `None`). Returns the session and the server id its
+/// certificate showed. A server at its connection cap answers the ClientHello
+/// with one plaintext BUSY frame instead (`SXFD` where a TLS record would
+/// start): that becomes [`Error::Refused`].
+fn handshake(
+    addr: &str,
+    mut sock: TcpStream,
+    pinned: Option<[u8; 32]>,
+) -> Result<(TlsIo, [u8; 32]), Error> {
+    let setup_err = |e: rustls::Error| Error::Protocol(format!("setting up TLS: {e}"));
+    let (config, verifier) = tls::client_config(pinned).map_err(setup_err)?;
+    let mut conn =
+        rustls::ClientConnection::new(config, tls::server_name(addr)).map_err(setup_err)?;
+    let conn_err = |e| Error::conn(format!("TLS handshake with {addr}"), e);
+    while conn.wants_write() {
+        conn.write_tls(&mut sock).map_err(conn_err)?;
+    }
+    let mut first = [0u8; 1];
+    if let Ok(1) = sock.peek(&mut first)
+        && first[0] == protocol::MAGIC[0]
+    {
+        let mut plain = BufReader::new(&sock);
+        return Err(match protocol::read_frame(&mut plain).map(Reply::decode) {
+            Ok(Ok(Reply::Error { code, message })) => Error::Refused { code, message },
+            _ => Error::Protocol(format!(
+                "{addr} answered the TLS handshake with something that is neither TLS nor \
+                 a drop-box refusal"
+            )),
+        });
+    }
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut sock) {
+            if let (Some(expected), Some(found)) = (pinned, verifier.seen())
+                && expected != found
+            {
+                return Err(Error::ServerMismatch {
+                    addr: addr.to_owned(),
+                    expected: hex::encode(expected),
+                    found: hex::encode(found),
+                });
+            }
+            return Err(conn_err(e));
+        }
+    }
+    let found = verifier
+        .seen()
+        .ok_or_else(|| Error::Protocol("the server showed no certificate".into()))?;
+    Ok((TlsIo(rustls::StreamOwned::new(conn, sock)), found))
 }
 
 /// A running [`Client::deadline`]; dropping it cancels the deadline.
@@ -377,12 +477,14 @@ fn unexpected(what: &str, got: &Reply) -> Error {
 }
 
 /// Builds and signs the AUTH statement. The server contributes only its
-/// 32-byte id and 32-byte nonce; everything else is the client's own.
+/// 32-byte nonce; the server id comes from its TLS certificate, and
+/// `tls_binding` from the TLS session ([`tls::auth_binding`]).
 pub fn sign_statement(
     key: &PrivateKeyInfo,
     server_id: [u8; 32],
     server_addr: SocketAddr,
     server_nonce: [u8; 32],
+    tls_binding: [u8; 32],
 ) -> Result<AuthRequest, Error> {
     let client_nonce =
         protocol::random_nonce().map_err(|e| Error::io("the system random source", e))?;
@@ -392,6 +494,7 @@ pub fn sign_statement(
         mailbox: *key.fingerprint().as_bytes(),
         server_nonce,
         client_nonce,
+        tls_binding,
     };
     let signature = crate::crypto::sign(&mut rand::rngs::SysRng, key.key(), &statement.to_bytes())
         .map_err(|e| Error::io("signing the challenge", e))?;

@@ -19,6 +19,7 @@ pub mod client;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 use std::io;
 
@@ -75,6 +76,18 @@ pub enum Error {
         addr: String,
         expected: String,
         found: String,
+    },
+    /// The server is not the one recorded for its address on first contact.
+    #[error(
+        "the server at {addr} now shows server id {found}, but {file} recorded {expected} for it \
+         on first contact: refused, someone may be impersonating it (if its key really changed, \
+         confirm the new id with its operator, then remove its line from that file)"
+    )]
+    KnownServerChanged {
+        addr: String,
+        expected: String,
+        found: String,
+        file: String,
     },
     /// Talking to the peer failed (refused, reset, timed out, closed).
     #[error("{context}: {source}")]

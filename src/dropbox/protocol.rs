@@ -1,4 +1,4 @@
-//! The drop-box wire protocol, version 1: frames, request and reply bodies, error
+//! The drop-box wire protocol, version 2 (inside TLS 1.3): frames, request and reply bodies, error
 //! codes and the signed authentication statement (`spec/DROPBOX.md`).
 //!
 //! This module is pure encoding and decoding, shared by the server and the client
@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"SXFD";
 /// The protocol version this build speaks, in every frame header.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// `magic(4) | version(1) | type(1) | length(4, big-endian)`.
 pub const HEADER_LEN: usize = 10;
 /// Largest body of any frame but DATA.
@@ -33,10 +33,10 @@ pub const NONCE_LEN: usize = 32;
 /// The label every signed statement starts with. No sxf manifest can start with
 /// it (manifests start with `format = `), so a statement signature is never a
 /// manifest signature and vice versa.
-pub const STATEMENT_LABEL: &[u8; 19] = b"sxf-dropbox/1 auth\n";
+pub const STATEMENT_LABEL: &[u8; 19] = b"sxf-dropbox/2 auth\n";
 /// Length of a whole statement: label, server id, server address, mailbox,
-/// server nonce, client nonce.
-pub const STATEMENT_LEN: usize = STATEMENT_LABEL.len() + 32 + ADDR_LEN + 32 + 32 + 32;
+/// server nonce, client nonce, TLS binding.
+pub const STATEMENT_LEN: usize = STATEMENT_LABEL.len() + 32 + ADDR_LEN + 32 + 32 + 32 + 32;
 /// A socket address on the wire: 16 bytes of IPv6 (IPv4 as `::ffff:a.b.c.d`) and a port.
 pub const ADDR_LEN: usize = 18;
 
@@ -103,6 +103,9 @@ pub enum ErrorCode {
     ChallengeInvalid,
     /// The statement names another server (id or address).
     WrongServer,
+    /// The statement's TLS binding is not this connection's: it was signed
+    /// inside another TLS session (relayed or replayed).
+    WrongSession,
     /// The upload is larger than the server accepts.
     TooLarge,
     /// A recipient's mailbox would exceed its quota.
@@ -138,6 +141,7 @@ impl ErrorCode {
             ErrorCode::AuthFailed => 21,
             ErrorCode::ChallengeInvalid => 22,
             ErrorCode::WrongServer => 23,
+            ErrorCode::WrongSession => 24,
             ErrorCode::TooLarge => 30,
             ErrorCode::OverQuota => 31,
             ErrorCode::DiskFull => 32,
@@ -164,6 +168,7 @@ impl ErrorCode {
             21 => ErrorCode::AuthFailed,
             22 => ErrorCode::ChallengeInvalid,
             23 => ErrorCode::WrongServer,
+            24 => ErrorCode::WrongSession,
             30 => ErrorCode::TooLarge,
             31 => ErrorCode::OverQuota,
             32 => ErrorCode::DiskFull,
@@ -191,6 +196,7 @@ impl ErrorCode {
             ErrorCode::AuthFailed => "auth-failed",
             ErrorCode::ChallengeInvalid => "challenge-invalid",
             ErrorCode::WrongServer => "wrong-server",
+            ErrorCode::WrongSession => "wrong-session",
             ErrorCode::TooLarge => "too-large",
             ErrorCode::OverQuota => "over-quota",
             ErrorCode::DiskFull => "disk-full",
@@ -484,10 +490,14 @@ pub struct Statement {
     pub mailbox: [u8; 32],
     pub server_nonce: [u8; 32],
     pub client_nonce: [u8; 32],
+    /// The TLS exporter value of the connection the statement is made on
+    /// ([`super::tls::auth_binding`]).
+    pub tls_binding: [u8; 32],
 }
 
 impl Statement {
-    /// `label | server id | server address | mailbox | server nonce | client nonce`.
+    /// `label | server id | server address | mailbox | server nonce | client
+    /// nonce | TLS binding`.
     pub fn to_bytes(&self) -> [u8; STATEMENT_LEN] {
         let mut out = [0u8; STATEMENT_LEN];
         let mut at = 0;
@@ -498,6 +508,7 @@ impl Statement {
             &self.mailbox,
             &self.server_nonce,
             &self.client_nonce,
+            &self.tls_binding,
         ] {
             out[at..at + part.len()].copy_from_slice(part);
             at += part.len();
@@ -517,6 +528,7 @@ impl Statement {
         let mailbox = c.array()?;
         let server_nonce = c.array()?;
         let client_nonce = c.array()?;
+        let tls_binding = c.array()?;
         c.end()?;
         Ok(Statement {
             server_id,
@@ -524,6 +536,7 @@ impl Statement {
             mailbox,
             server_nonce,
             client_nonce,
+            tls_binding,
         })
     }
 }
@@ -557,6 +570,9 @@ pub struct Hello {
 }
 
 /// A client-to-server frame, decoded.
+// One request lives at a time per connection: the AUTH statement's 240 bytes
+// inline cost nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Challenge,
@@ -849,7 +865,7 @@ mod tests {
 
     #[test]
     fn oversized_length_is_refused_before_allocation() {
-        let mut bytes = b"SXFD\x01\x07".to_vec();
+        let mut bytes = b"SXFD\x02\x07".to_vec();
         bytes.extend_from_slice(&u32::MAX.to_be_bytes());
         match read_frame(&mut &bytes[..]) {
             Err(FrameError::TooLarge { len, cap, .. }) => {
@@ -858,7 +874,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let mut data = b"SXFD\x01\x08".to_vec();
+        let mut data = b"SXFD\x02\x08".to_vec();
         data.extend_from_slice(&(MAX_DATA_BODY + 1).to_be_bytes());
         assert!(matches!(
             read_frame(&mut &data[..]),
@@ -877,11 +893,11 @@ mod tests {
             Err(FrameError::BadMagic { http: false })
         ));
         assert!(matches!(
-            read_frame(&mut &b"SXFD\x02\x01\0\0\0\0"[..]),
-            Err(FrameError::Version(2))
+            read_frame(&mut &b"SXFD\x01\x01\0\0\0\0"[..]),
+            Err(FrameError::Version(1))
         ));
         assert!(matches!(
-            read_frame(&mut &b"SXFD\x01\x42\0\0\0\0"[..]),
+            read_frame(&mut &b"SXFD\x02\x42\0\0\0\0"[..]),
             Err(FrameError::UnknownType(0x42))
         ));
         assert!(matches!(read_frame(&mut &b""[..]), Err(FrameError::Closed)));
@@ -895,6 +911,7 @@ mod tests {
             mailbox: [2; 32],
             server_nonce: [3; 32],
             client_nonce: [4; 32],
+            tls_binding: [5; 32],
         };
         let reqs = [
             Request::Challenge,
@@ -969,6 +986,7 @@ mod tests {
             mailbox: [2; 32],
             server_nonce: [3; 32],
             client_nonce: [4; 32],
+            tls_binding: [5; 32],
         }
         .to_bytes();
         assert_eq!(

@@ -8,7 +8,9 @@
 //! an idle thread costs a few KiB of resident memory (measured figures are in
 //! `spec/DROPBOX.md`, "Why threads"). The accept loop never blocks on a client:
 //! over the cap, or over the cap of the client's own address, it writes one
-//! BUSY frame to the new socket and closes it.
+//! plaintext BUSY frame to the new socket and closes it, without TLS. Every
+//! other connection is TLS 1.3 ([`super::tls`]): its thread does the
+//! handshake, under the same deadlines as everything else, before the HELLO.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -339,6 +341,7 @@ struct Shared {
     conns: Mutex<Conns>,
     drained: Condvar,
     wake_addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
 }
 
 impl Shared {
@@ -395,6 +398,12 @@ impl Server {
         store.assume_free_space(config.assume_free_space);
         store.assume_free_inodes(config.assume_free_inodes);
         store.set_min_free_inodes(config.min_free_inodes);
+        let tls = super::tls::server_config(store.tls_identity()).map_err(|e| {
+            Error::io(
+                "setting up TLS",
+                io::Error::new(io::ErrorKind::InvalidData, e),
+            )
+        })?;
         let addrs: Vec<SocketAddr> = config
             .listen
             .to_socket_addrs()
@@ -423,6 +432,7 @@ impl Server {
                 conns: Mutex::new(Conns::default()),
                 drained: Condvar::new(),
                 wake_addr,
+                tls,
             }),
             report,
         })
@@ -550,8 +560,13 @@ impl Server {
                     shared: &shared,
                     id,
                 };
-                let mut conn = Conn::new(&shared, id, stream, peer, &*thread_log);
-                conn.serve();
+                match Conn::new(&shared, id, stream, peer, &*thread_log) {
+                    Ok(mut conn) => conn.serve(),
+                    Err(e) => thread_log(&Event::Disconnected {
+                        peer,
+                        reason: format!("cannot start TLS: {e}"),
+                    }),
+                }
             });
         if spawned.is_err() {
             let entry = shared.conns().remove(id);
@@ -641,7 +656,9 @@ fn drain(shared: &Shared, log: &Logger) {
     log(&Event::Stopped { abandoned });
 }
 
-/// Writes one ERROR frame with a short deadline and closes the socket.
+/// Writes one plaintext ERROR frame with a short deadline and closes the
+/// socket: only for BUSY, before any TLS (the client reads `SXFD` where a TLS
+/// record would start, and knows it).
 fn last_word(stream: &TcpStream, code: ErrorCode, message: &str) {
     let _ = stream.set_write_timeout(Some(LAST_WORD_TIMEOUT));
     let mut s = stream;
@@ -677,11 +694,17 @@ struct DeadlineStream {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     expired: Option<Expired>,
+    /// The connection is being closed with a last ERROR frame: every deadline
+    /// is past or beside the point, each operation gets [`LAST_WORD_TIMEOUT`].
+    last_word: bool,
 }
 
 impl DeadlineStream {
     /// The timeout for the next operation, or the expiry if none is left.
     fn next_timeout(&mut self) -> io::Result<(Duration, Expired)> {
+        if self.last_word {
+            return Ok((LAST_WORD_TIMEOUT, Expired::Idle));
+        }
         let now = Instant::now();
         let (end, which) = match self.unauthenticated {
             Some(u) if u < self.deadline => (u, Expired::Unauthenticated),
@@ -751,6 +774,29 @@ impl Write for DeadlineStream {
     }
 }
 
+/// The TLS session over the deadline-bounded socket. A peer that closes
+/// without a TLS close_notify reads as a plain end of stream: every frame
+/// carries its own length, so a cut inside a frame is still an error.
+struct TlsIo(rustls::StreamOwned<rustls::ServerConnection, DeadlineStream>);
+
+impl Read for TlsIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.0.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            r => r,
+        }
+    }
+}
+
+impl Write for TlsIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Whether a connection goes on after a request.
 enum Flow {
     Continue,
@@ -761,7 +807,7 @@ enum Flow {
 struct Conn<'a> {
     shared: &'a Shared,
     id: u64,
-    io: BufReader<DeadlineStream>,
+    io: BufReader<TlsIo>,
     peer: SocketAddr,
     local: SocketAddr,
     mailbox: Option<Fingerprint>,
@@ -777,26 +823,31 @@ impl<'a> Conn<'a> {
         stream: TcpStream,
         peer: SocketAddr,
         log: &'a (dyn Fn(&Event) + Send + Sync),
-    ) -> Self {
+    ) -> Result<Self, rustls::Error> {
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
         let started = Instant::now();
-        Conn {
+        let tls = rustls::ServerConnection::new(shared.tls.clone())?;
+        Ok(Conn {
             shared,
             id,
             // Small: headers and control frames go through it, while DATA bodies
             // larger than the buffer are read straight into their own vector.
             io: BufReader::with_capacity(
                 READ_BUFFER,
-                DeadlineStream {
-                    stream,
-                    idle: shared.config.idle_timeout,
-                    deadline: started + shared.config.total_timeout,
-                    unauthenticated: Some(started + shared.config.unauthenticated_timeout),
-                    read_timeout: None,
-                    write_timeout: None,
-                    expired: None,
-                },
+                TlsIo(rustls::StreamOwned::new(
+                    tls,
+                    DeadlineStream {
+                        stream,
+                        idle: shared.config.idle_timeout,
+                        deadline: started + shared.config.total_timeout,
+                        unauthenticated: Some(started + shared.config.unauthenticated_timeout),
+                        read_timeout: None,
+                        write_timeout: None,
+                        expired: None,
+                        last_word: false,
+                    },
+                )),
             ),
             peer,
             local,
@@ -804,7 +855,17 @@ impl<'a> Conn<'a> {
             challenge: None,
             auth_failures: 0,
             log,
-        }
+        })
+    }
+
+    /// The deadline-bounded socket under the TLS session.
+    fn sock(&mut self) -> &mut DeadlineStream {
+        &mut self.io.get_mut().0.sock
+    }
+
+    /// The TLS session.
+    fn tls(&self) -> &rustls::ServerConnection {
+        &self.io.get_ref().0.conn
     }
 
     fn set_busy(&self, busy: bool) {
@@ -839,13 +900,26 @@ impl<'a> Conn<'a> {
             code,
             reason: reason.clone(),
         });
-        last_word(&self.io.get_ref().stream, code, &reason);
+        self.sock().last_word = true;
+        // Before the handshake finished there is no session to say it in.
+        if !self.tls().is_handshaking() {
+            let _ = protocol::write_reply(
+                self.io.get_mut(),
+                &Reply::Error {
+                    code,
+                    message: reason,
+                },
+            );
+            self.io.get_mut().0.conn.send_close_notify();
+            let _ = self.io.get_mut().flush();
+        }
+        let _ = self.sock().stream.shutdown(Shutdown::Write);
     }
 
     /// The connection ended because of an I/O error: a deadline gets its ERROR
     /// frame, anything else is logged.
     fn ended(&mut self, e: io::Error, during: &str) {
-        match self.io.get_ref().expired {
+        match self.io.get_ref().0.sock.expired {
             Some(Expired::Idle) => self.close_with(
                 Code::IdleTimeout,
                 format!(
@@ -876,6 +950,21 @@ impl<'a> Conn<'a> {
     }
 
     fn serve(&mut self) {
+        // The handshake, bounded by the idle and unauthenticated deadlines.
+        while self.tls().is_handshaking() {
+            let TlsIo(tls) = self.io.get_mut();
+            if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+                if self.io.get_ref().0.sock.expired.is_some() {
+                    self.ended(e, "during the TLS handshake");
+                } else {
+                    (self.log)(&Event::Disconnected {
+                        peer: self.peer,
+                        reason: format!("TLS handshake failed: {e}"),
+                    });
+                }
+                return;
+            }
+        }
         let hello = Reply::Hello(Hello {
             server_id: *self.shared.store.server_id(),
             max_message_size: self.shared.config.max_message_size,
@@ -908,7 +997,14 @@ impl<'a> Conn<'a> {
                     return;
                 }
                 Err(FrameError::Io(e)) => {
-                    self.ended(e, "while waiting for a request");
+                    if self.shared.stopping() {
+                        self.close_with(
+                            Code::ShuttingDown,
+                            "the server is stopping; try again later",
+                        );
+                    } else {
+                        self.ended(e, "while waiting for a request");
+                    }
                     return;
                 }
                 Err(e) => {
@@ -952,9 +1048,9 @@ impl<'a> Conn<'a> {
             Request::Upload(len) => {
                 // An upload needs no authentication: the unauthenticated
                 // deadline does not run while one is in progress.
-                let left = self.io.get_mut().pause_unauthenticated();
+                let left = self.sock().pause_unauthenticated();
                 let flow = self.upload(len);
-                self.io.get_mut().resume_unauthenticated(left);
+                self.sock().resume_unauthenticated(left);
                 flow
             }
             Request::Data(_) => {
@@ -992,7 +1088,7 @@ impl<'a> Conn<'a> {
                 self.mailbox = Some(mailbox);
                 // From now on only the total deadline bounds the connection,
                 // even if a later AUTH fails.
-                self.io.get_mut().unauthenticated = None;
+                self.sock().unauthenticated = None;
                 self.reply(&Reply::Ok)?;
                 Ok(Flow::Continue)
             }
@@ -1063,6 +1159,21 @@ impl<'a> Conn<'a> {
                     "the challenge expired (they live {}); ask for a new one",
                     humantime::format_duration(self.shared.config.challenge_ttl)
                 ),
+            ));
+        }
+        // The statement must have been made inside this very TLS session.
+        let binding = super::tls::auth_binding(&**self.tls(), &nonce).map_err(|e| {
+            (
+                Code::Internal,
+                format!("cannot compute this session's TLS binding: {e}"),
+            )
+        })?;
+        if st.tls_binding != binding {
+            return Err((
+                Code::WrongSession,
+                "the statement was signed for another TLS session (relayed or replayed); \
+                 sign a statement inside this connection"
+                    .into(),
             ));
         }
         let key = PublicKeyInfo::from_spki_der(&a.spki).map_err(|e| {
@@ -1345,7 +1456,7 @@ impl<'a> Conn<'a> {
     }
 
     fn wait(&mut self, mailbox: &Fingerprint, secs: u32) -> io::Result<Flow> {
-        let deadline = self.io.get_ref().deadline;
+        let deadline = self.io.get_ref().0.sock.deadline;
         let left = deadline.saturating_duration_since(Instant::now());
         let timeout = Duration::from_secs(secs.into())
             .min(self.shared.config.max_wait)
@@ -1401,6 +1512,7 @@ mod tests {
             read_timeout: None,
             write_timeout: None,
             expired: None,
+            last_word: false,
         };
         let (t, which) = s.next_timeout().unwrap();
         assert_eq!(which, Expired::Unauthenticated);

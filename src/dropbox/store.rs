@@ -4,7 +4,9 @@
 //! Layout under the store directory (see `spec/DROPBOX.md`, "Store"):
 //!
 //! ```text
-//! server-id                      64 hex digits: this server's identity
+//! tls-key.der                    the TLS private key, PKCS#8 DER (0600)
+//! tls-cert.der                   its self-signed certificate; the server id is
+//!                                SHA-256 of the certificate's SubjectPublicKeyInfo
 //! lock                           locked (File::try_lock) while a server runs on this store
 //! tmp/*.part                     uploads and records being written (swept at start-up)
 //! filing/<id>                    the intent record of a message being filed
@@ -218,7 +220,7 @@ pub struct Store {
     digests: PathBuf,
     mailboxes: PathBuf,
     limits: StoreLimits,
-    server_id: [u8; 32],
+    tls: super::tls::Identity,
     /// For tests: the free space to report instead of asking the filesystem.
     assumed_free_space: Option<u64>,
     /// Bytes announced by uploads in progress, held against the free-disk reserve.
@@ -420,7 +422,7 @@ impl Store {
             private_dir_all(d).map_err(|e| ctx(format!("creating {}", d.display()), e))?;
         }
         sync_dir(root)?;
-        let server_id = load_or_create_server_id(root)?;
+        let tls = load_or_create_tls_identity(root)?;
         let mut store = Store {
             root: root.to_owned(),
             tmp,
@@ -429,7 +431,7 @@ impl Store {
             digests,
             mailboxes,
             limits,
-            server_id,
+            tls,
             assumed_free_space: None,
             disk_in_flight: Mutex::new(0),
             assumed_free_inodes: None,
@@ -526,9 +528,15 @@ impl Store {
         &self.root
     }
 
-    /// This server's identity, stored in `server-id`.
+    /// This server's identity: SHA-256 of its TLS certificate's
+    /// SubjectPublicKeyInfo DER.
     pub fn server_id(&self) -> &[u8; 32] {
-        &self.server_id
+        self.tls.server_id()
+    }
+
+    /// The server's TLS certificate and key.
+    pub fn tls_identity(&self) -> &super::tls::Identity {
+        &self.tls
     }
 
     /// For tests: report this much free space instead of asking the filesystem.
@@ -1408,33 +1416,84 @@ impl Drop for ValidationSlot<'_> {
     }
 }
 
-/// Reads `server-id`, or creates it atomically with 32 random bytes.
-fn load_or_create_server_id(root: &Path) -> io::Result<[u8; 32]> {
-    let path = root.join("server-id");
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let mut id = [0u8; 32];
-            hex::decode_to_slice(text.trim(), &mut id).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} is not 64 hex digits", path.display()),
-                )
-            })?;
-            Ok(id)
+/// The server's TLS private key (`tls-key.der`, PKCS#8, private to the
+/// server's user) and self-signed certificate (`tls-cert.der`), each created
+/// when missing and written whole or not at all. The certificate is made from
+/// the key, so one lost between the two writes is made again at the next start
+/// with the same server id. A certificate that is not the key's is refused.
+pub const TLS_KEY_FILE: &str = "tls-key.der";
+/// See [`TLS_KEY_FILE`].
+pub const TLS_CERT_FILE: &str = "tls-cert.der";
+
+fn load_or_create_tls_identity(root: &Path) -> io::Result<super::tls::Identity> {
+    let key_path = root.join(TLS_KEY_FILE);
+    let cert_path = root.join(TLS_CERT_FILE);
+    let invalid = |path: &Path, what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {what}", path.display()),
+        )
+    };
+    let key = match read_small(&key_path)? {
+        Some(key) => zeroize::Zeroizing::new(key),
+        None => {
+            if cert_path.exists() {
+                return Err(invalid(
+                    &cert_path,
+                    format!(
+                        "there is a certificate but no key ({TLS_KEY_FILE}); restore the key or remove the certificate"
+                    ),
+                ));
+            }
+            let key = super::tls::generate_key()
+                .map_err(|e| invalid(&key_path, format!("making a TLS key: {e}")))?;
+            write_new_file(root, &key_path, &key, true)?;
+            key
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let id = super::protocol::random_nonce()?;
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".server-id-")
-                .tempfile_in(root)?;
-            writeln!(tmp, "{}", hex::encode(id))?;
-            tmp.as_file().sync_all()?;
-            tmp.persist_noclobber(&path).map_err(|e| e.error)?;
-            sync_dir(root)?;
-            Ok(id)
+    };
+    let cert = match read_small(&cert_path)? {
+        Some(cert) => cert,
+        None => {
+            let cert = super::tls::self_signed_cert(&key)
+                .map_err(|e| invalid(&key_path, format!("not a usable TLS key: {e}")))?;
+            write_new_file(root, &cert_path, &cert, false)?;
+            cert
         }
-        Err(e) => Err(ctx(format!("reading {}", path.display()), e)),
+    };
+    let identity = super::tls::Identity::from_der(key.to_vec(), cert)
+        .map_err(|e| invalid(&cert_path, format!("not a usable certificate: {e}")))?;
+    super::tls::server_config(&identity)
+        .map_err(|e| invalid(&cert_path, format!("does not go with {TLS_KEY_FILE}: {e}")))?;
+    Ok(identity)
+}
+
+/// A whole file of at most 64 KiB, or `None` when it does not exist.
+fn read_small(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ctx(format!("reading {}", path.display()), e)),
+    };
+    let mut buf = Vec::new();
+    file.take(64 << 10)
+        .read_to_end(&mut buf)
+        .map_err(|e| ctx(format!("reading {}", path.display()), e))?;
+    Ok(Some(buf))
+}
+
+/// Writes a file that must not exist yet: a temp file (0600 when `private`),
+/// fsync, a rename that replaces nothing, an fsync of the directory.
+fn write_new_file(root: &Path, path: &Path, contents: &[u8], private: bool) -> io::Result<()> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tls-");
+    if private {
+        crate::platform::set_temp_mode(&mut builder, 0o600);
     }
+    let mut tmp = builder.tempfile_in(root)?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    sync_dir(root)
 }
 
 #[cfg(test)]

@@ -46,8 +46,22 @@ pub fn private_key(name: &str) -> sxf::keys::PrivateKeyInfo {
 
 pub fn sxf() -> Command {
     let mut c = Command::new(SXF);
-    c.env_remove("SXF_PASSPHRASE").stdin(Stdio::null());
+    c.env_remove("SXF_PASSPHRASE")
+        .env("SXF_HOME", fresh_home())
+        .stdin(Stdio::null());
     c
+}
+
+/// A config directory of its own for each command (not created): the
+/// known-servers file a send or fetch writes on first contact with a server
+/// never meets another test's server that got the same port. A test that
+/// needs one directory across commands sets `SXF_HOME` itself.
+pub fn fresh_home() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("sxf-homes")
+        .join(format!("{}-{n}", std::process::id()))
 }
 
 /// Runs sxf and returns its output (never panics on a failed exit).
@@ -373,18 +387,20 @@ pub fn saved_archives(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// A raw protocol connection, for hostile clients.
+/// A TLS session to a drop-box server, as the raw client speaks it.
+pub type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A raw protocol connection over TLS, for hostile clients. It accepts any
+/// server certificate (it is not the client under test) and can compute its
+/// session's AUTH binding, so attack tests can build their own statements.
 pub struct Raw {
-    pub stream: TcpStream,
+    pub stream: Tls,
     pub hello: Hello,
 }
 
 impl Raw {
     pub fn connect(addr: &str) -> Raw {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(15)))
-            .unwrap();
+        let stream = Raw::tls(addr);
         let mut raw = Raw {
             stream,
             hello: Hello {
@@ -400,11 +416,46 @@ impl Raw {
         raw
     }
 
-    /// Connects without reading anything.
+    /// A plain TCP connection, no TLS, nothing read: what a server at its
+    /// connection cap answers with one plaintext BUSY frame.
     pub fn bare(addr: &str) -> TcpStream {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         s
+    }
+
+    /// A finished TLS handshake, the HELLO not yet read.
+    pub fn tls(addr: &str) -> Tls {
+        Raw::try_tls(addr).expect("a TLS handshake")
+    }
+
+    /// A TLS handshake, or the error that stopped it (a server at its cap
+    /// answers in plaintext, which is no TLS).
+    pub fn try_tls(addr: &str) -> std::io::Result<Tls> {
+        let mut sock = Raw::bare(addr);
+        let (config, _verifier) = sxf::dropbox::tls::client_config(None).unwrap();
+        let mut conn =
+            rustls::ClientConnection::new(config, sxf::dropbox::tls::server_name(addr)).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        Ok(rustls::StreamOwned::new(conn, sock))
+    }
+
+    /// The id the server's certificate shows.
+    pub fn cert_id(&self) -> [u8; 32] {
+        let cert = &self.stream.conn.peer_certificates().unwrap()[0];
+        sxf::dropbox::tls::server_id_of_cert(cert.as_ref()).unwrap()
+    }
+
+    /// This session's AUTH binding for the challenge `nonce`.
+    pub fn binding(&self, nonce: &[u8; 32]) -> [u8; 32] {
+        sxf::dropbox::tls::auth_binding(&self.stream.conn, nonce).unwrap()
+    }
+
+    /// The address the TCP connection reached.
+    pub fn peer(&self) -> std::net::SocketAddr {
+        self.stream.sock.peer_addr().unwrap()
     }
 
     pub fn reply(&mut self) -> Reply {
@@ -418,6 +469,27 @@ impl Raw {
 
     pub fn write(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// Every reply left to read once the server cut the connection, even
+    /// after a write of ours failed (the TLS stream would first retry that
+    /// write, so this reads the socket directly).
+    pub fn replies_after_cut(&mut self) -> Vec<Reply> {
+        let mut plain = Vec::new();
+        let tls = &mut self.stream;
+        loop {
+            let more = matches!(tls.conn.read_tls(&mut tls.sock), Ok(n) if n > 0);
+            if tls.conn.process_new_packets().is_err() {
+                break;
+            }
+            let _ = tls.conn.reader().read_to_end(&mut plain);
+            if !more {
+                break;
+            }
+        }
+        let mut rest = &plain[..];
+        std::iter::from_fn(|| read_reply(&mut rest)).collect()
     }
 
     /// True when the server closed the connection (reads end or reset).
