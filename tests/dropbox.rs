@@ -2319,3 +2319,65 @@ fn plaintext_bytes_get_no_frame_and_the_server_keeps_serving() {
     );
     assert_still_serving(&server, dir.path(), "after-plaintext");
 }
+
+/// `nohup sxf serve` must outlive the terminal: a SIGHUP that the shell set to
+/// be ignored stays ignored (serve handles only SIGTERM and SIGINT), and the
+/// server keeps serving until SIGTERM.
+#[cfg(unix)]
+#[test]
+fn a_server_started_with_sighup_ignored_survives_a_hangup() {
+    let dir = tempdir();
+    let store = dir.path().join("store");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "trap '' HUP; exec \"$@\"", "sh", SXF, "serve"])
+        .args(["--listen", "127.0.0.1:0", "--store"])
+        .arg(&store)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.strip_prefix("listening on ").unwrap().to_owned();
+    for l in lines.by_ref() {
+        if l.unwrap().contains(" limits: ") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the server"
+    );
+    // Still serving: an upload is filed.
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "after the hangup", 0);
+    let o = sxf()
+        .args(["send"])
+        .arg(&msg)
+        .args(["--server", &addr])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        lines.any(|l| l.unwrap().contains("received a signal to stop")),
+        "the stop was logged"
+    );
+}
