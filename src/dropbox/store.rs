@@ -151,7 +151,11 @@ struct State {
     filing: HashSet<ArchiveDigest>,
     /// Ids being filed right now, whose pending links are counted in
     /// `reserved`, not in `usage`.
-    filing_ids: HashSet<MessageId>,
+    reserved_ids: HashSet<MessageId>,
+    /// Ids from their intent record until their filing is published or has
+    /// failed: the housekeeping pass and retries leave their links and
+    /// records to the filing.
+    in_flight_ids: HashSet<MessageId>,
     /// Bytes of all waiting messages, each counted once; `None` until the
     /// first [`Store::inventory`] has counted them.
     stored: Option<u64>,
@@ -237,8 +241,16 @@ pub struct Store {
     validating: Mutex<usize>,
     validated: Condvar,
     max_validating: usize,
+    /// For tests: runs right after a filing's commit point; an error stands
+    /// for a failed sync there, and it may run anything a concurrent
+    /// connection or the housekeeping pass could.
+    #[cfg(test)]
+    after_commit: Mutex<Option<AfterCommitHook>>,
     _lock: File,
 }
+
+#[cfg(test)]
+type AfterCommitHook = Box<dyn FnMut(&Store) -> io::Result<()> + Send>;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -271,6 +283,15 @@ fn ctx(what: impl std::fmt::Display, e: io::Error) -> io::Error {
 }
 
 /// Removes a file; one that is already gone is not an error.
+/// Whether `path` is a file of `len` bytes.
+fn has_link(path: &Path, len: u64) -> io::Result<bool> {
+    match fs::metadata(path) {
+        Ok(m) => Ok(m.len() == len),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn remove_if_present(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
@@ -443,7 +464,8 @@ impl Store {
                 ),
                 reserved: HashMap::new(),
                 filing: HashSet::new(),
-                filing_ids: HashSet::new(),
+                reserved_ids: HashSet::new(),
+                in_flight_ids: HashSet::new(),
                 stored: None,
                 stored_reserved: 0,
                 watched: HashMap::new(),
@@ -453,6 +475,8 @@ impl Store {
             validating: Mutex::new(0),
             validated: Condvar::new(),
             max_validating: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            #[cfg(test)]
+            after_commit: Mutex::new(None),
             _lock: lock,
         };
         let report = store.recover()?;
@@ -693,7 +717,7 @@ impl Store {
         // filing. An identical upload being filed right now is waited for.
         let mut state = self.lock();
         loop {
-            if let Some(id) = self.waiting_everywhere(&recipients, &digest)? {
+            if let Some(id) = self.waiting_everywhere(&state, &recipients, &digest)? {
                 return Ok(Deposited {
                     id,
                     len,
@@ -709,14 +733,15 @@ impl Store {
         let id = MessageId::generate()?;
         state = self.reserve(state, &recipients, len)?;
         state.filing.insert(digest);
-        state.filing_ids.insert(id);
+        state.reserved_ids.insert(id);
+        state.in_flight_ids.insert(id);
         drop(state);
 
         let committed = self.commit_links(upload, &recipients, id, &digest);
         // The message is counted before any of its names becomes visible, so a
         // recipient's DELETE never subtracts bytes that were not added.
         let mut state = self.lock();
-        state.filing_ids.remove(&id);
+        state.reserved_ids.remove(&id);
         state.stored_reserved -= len;
         if committed.is_ok()
             && let Some(s) = state.stored.as_mut()
@@ -737,11 +762,15 @@ impl Store {
             }
         }
         drop(state);
-        let result = committed.and_then(|_| self.publish_links(&recipients, id));
+        // Past the commit point the message is filed, whatever fails next: a
+        // failure is reported, and the sender's retry or the next start-up
+        // finishes publishing it (see `waiting_everywhere`).
+        let result = committed.and_then(|()| self.publish_links(&recipients, id));
         // Identical uploads wait until the names are visible, so that they find
         // this message instead of filing it again.
         let mut state = self.lock();
         state.filing.remove(&digest);
+        state.in_flight_ids.remove(&id);
         for r in &recipients {
             if let Some((_, filed)) = state.watched.get_mut(r) {
                 *filed += 1;
@@ -772,8 +801,13 @@ impl Store {
     /// The message whose archive has this digest and that waits in every one
     /// of these mailboxes, if any. Only the newest filing of a digest can: an
     /// older one was filed again because a recipient no longer held it.
+    ///
+    /// A filing that passed its commit point but failed before it was
+    /// published (its reply was an error) counts as waiting: this publishes
+    /// it, so the sender's retry gets its id and nothing is filed twice.
     fn waiting_everywhere(
         &self,
+        state: &State,
         recipients: &[Fingerprint],
         digest: &ArchiveDigest,
     ) -> io::Result<Option<MessageId>> {
@@ -786,13 +820,22 @@ impl Store {
         if d != *digest {
             return Ok(None);
         }
+        let committed_unpublished =
+            !state.in_flight_ids.contains(&id) && self.commit.join(format!("{id}.sxf")).exists();
+        let mut unpublished = false;
         for r in recipients {
-            match fs::metadata(self.mailbox_dir(r).join(format!("{id}.sxf"))) {
-                Ok(m) if m.len() == len => {}
-                Ok(_) => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
+            let dir = self.mailbox_dir(r);
+            if has_link(&dir.join(format!("{id}.sxf")), len)? {
+                continue;
             }
+            if committed_unpublished && has_link(&dir.join(format!(".{id}.pending")), len)? {
+                unpublished = true;
+                continue;
+            }
+            return Ok(None);
+        }
+        if unpublished {
+            self.publish_links(recipients, id)?;
         }
         Ok(Some(id))
     }
@@ -855,7 +898,7 @@ impl Store {
                     };
                     let counted = is_id_name(&name, "", ".sxf").is_some()
                         || is_id_name(&name, ".", ".pending")
-                            .is_some_and(|id| !state.filing_ids.contains(&id));
+                            .is_some_and(|id| !state.reserved_ids.contains(&id));
                     if counted {
                         match e.metadata() {
                             Ok(m) => bytes += m.len(),
@@ -969,22 +1012,33 @@ impl Store {
             undo_intent(&made);
             return Err(e.error);
         }
-        sync_dir(&self.commit)
+        Ok(())
     }
 
-    /// Past the commit point: the visible names, then the intent record, then
-    /// the commit record. A failure here is finished by the next start-up.
+    /// Past the commit point: the commit record durable, the visible names,
+    /// then the intent record, then the commit record. A failure here is
+    /// finished by a retry of the same archive or by the next start-up, so
+    /// this may run again for the same message: a pending link already
+    /// renamed is skipped.
     fn publish_links(&self, recipients: &[Fingerprint], id: MessageId) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(hook) = self.after_commit.lock().unwrap().as_mut() {
+            hook(self)?;
+        }
         let pending_name = format!(".{id}.pending");
         let final_name = format!("{id}.sxf");
+        sync_dir(&self.commit)?;
         for r in recipients {
             let dir = self.mailbox_dir(r);
-            fs::rename(dir.join(&pending_name), dir.join(&final_name))?;
-            sync_dir(&dir)?;
+            match fs::rename(dir.join(&pending_name), dir.join(&final_name)) {
+                Ok(()) => sync_dir(&dir)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
-        fs::remove_file(self.filing.join(id.to_string()))?;
+        remove_if_present(&self.filing.join(id.to_string()))?;
         sync_dir(&self.filing)?;
-        fs::remove_file(self.commit.join(&final_name))?;
+        remove_if_present(&self.commit.join(&final_name))?;
         Ok(())
     }
 
@@ -1230,7 +1284,7 @@ impl Store {
                     let path = m.path();
                     let Ok(f) = File::open(&path) else { continue };
                     let meta = f.metadata()?;
-                    let links = crate::platform::link_count(&f)?;
+                    let links = self.mailbox_links(&f, &id)?;
                     drop(f);
                     let age = meta
                         .modified()
@@ -1266,14 +1320,25 @@ impl Store {
                         inv.rehashed += 1;
                     }
                 } else if let Some(id) = is_id_name(&name, ".", ".pending") {
-                    if self.lock().filing_ids.contains(&id) {
+                    if self.lock().in_flight_ids.contains(&id) {
                         continue;
                     }
-                    // No filing in progress and no intent record (start-up
-                    // handled those): left by a crash before intent records.
+                    // No filing in progress: left by a crash in a store
+                    // written before intent records, or by a filing that
+                    // failed after its commit point (its intent and commit
+                    // records stay for the next start-up).
                     if self.commit.join(format!("{id}.sxf")).exists() {
-                        fs::rename(m.path(), dir.join(format!("{id}.sxf")))?;
-                        holds = true;
+                        let published = dir.join(format!("{id}.sxf"));
+                        match fs::rename(m.path(), &published) {
+                            Ok(()) => {}
+                            // A retry of the same archive published it.
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(e),
+                        }
+                        if let Ok(f) = File::open(&published) {
+                            tally.add(self.mailbox_links(&f, &id)?, f.metadata()?.len());
+                            holds = true;
+                        }
                     } else {
                         remove_if_present(&m.path())?;
                     }
@@ -1282,7 +1347,7 @@ impl Store {
                 } else if let Some(id) = is_id_name(&name, ".", ".sha256") {
                     let orphan = !dir.join(format!("{id}.sxf")).exists()
                         && !dir.join(format!(".{id}.pending")).exists()
-                        && !self.lock().filing_ids.contains(&id);
+                        && !self.lock().in_flight_ids.contains(&id);
                     if orphan {
                         remove_if_present(&m.path())?;
                         inv.leftovers += 1;
@@ -1300,7 +1365,7 @@ impl Store {
                 .file_name()
                 .to_str()
                 .and_then(|n| is_id_name(n, "", ".sxf"))
-                && !self.lock().filing_ids.contains(&id)
+                && !self.lock().in_flight_ids.contains(&id)
                 && !self.filing.join(id.to_string()).exists()
             {
                 remove_if_present(&e.path())?;
@@ -1309,6 +1374,14 @@ impl Store {
         }
         (inv.messages, inv.bytes) = tally.totals();
         Ok(inv)
+    }
+
+    /// How many mailboxes link this open message: its link count, less the
+    /// commit record of a filing not yet finished.
+    fn mailbox_links(&self, f: &File, id: &MessageId) -> io::Result<u64> {
+        let links = crate::platform::link_count(f)?;
+        let committing = self.commit.join(format!("{id}.sxf")).exists();
+        Ok(links.saturating_sub(u64::from(committing)).max(1))
     }
 
     /// One expiry pass: removes every message that has waited longer than
@@ -1499,6 +1572,63 @@ fn write_new_file(root: &Path, path: &Path, contents: &[u8], private: bool) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signed archive for bob and dave (the spec's `basic` vector).
+    const ARCHIVE: &[u8] = include_bytes!("../../spec/vectors/basic.sxf");
+
+    fn test_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&dir.path().join("store"), StoreLimits::default()).unwrap();
+        (dir, store)
+    }
+
+    fn upload(store: &Store) -> Upload {
+        let mut up = store.begin_upload().unwrap();
+        up.write_all(ARCHIVE).unwrap();
+        up
+    }
+
+    /// Every recipient's mailbox lists exactly `id`, and no filing is left
+    /// half done.
+    fn assert_filed_once(store: &Store, recipients: &[Fingerprint], id: MessageId) {
+        assert!(!recipients.is_empty());
+        for r in recipients {
+            let (listed, more) = store.list(r, 100).unwrap();
+            let ids: Vec<_> = listed.iter().map(|e| e.id).collect();
+            assert_eq!((ids, more), (vec![id], false), "{r}");
+        }
+    }
+
+    #[test]
+    fn a_retry_after_a_failed_sync_past_the_commit_point_files_nothing_twice() {
+        let (_dir, store) = test_store();
+        *store.after_commit.lock().unwrap() =
+            Some(Box::new(|_| Err(io::Error::other("injected sync failure"))));
+        store.deposit(upload(&store)).unwrap_err();
+        *store.after_commit.lock().unwrap() = None;
+        // The sender saw an error and sends the same archive again.
+        let retry = store.deposit(upload(&store)).unwrap();
+        assert!(retry.duplicate, "filed a second time as {}", retry.id);
+        assert_filed_once(&store, &retry.recipients, retry.id);
+        // A restart finishes nothing a second time either.
+        let root = store.root().to_owned();
+        drop(store);
+        let (store, _) = Store::open(&root, StoreLimits::default()).unwrap();
+        assert_filed_once(&store, &retry.recipients, retry.id);
+    }
+
+    #[test]
+    fn the_housekeeping_pass_running_while_a_message_is_published_never_fails_it() {
+        let (_dir, store) = test_store();
+        *store.after_commit.lock().unwrap() = Some(Box::new(|s: &Store| {
+            s.inventory(Duration::from_secs(3600), &mut |_| {})
+                .map(drop)
+        }));
+        let filed = store.deposit(upload(&store)).unwrap();
+        assert_filed_once(&store, &filed.recipients, filed.id);
+        assert_eq!(fs::read_dir(&store.filing).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(&store.commit).unwrap().count(), 0);
+    }
 
     #[test]
     fn a_digest_record_is_believed_only_for_its_own_message_and_length() {
