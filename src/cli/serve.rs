@@ -1,7 +1,6 @@
 //! `sxf serve`: run a drop-box server.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
@@ -73,9 +72,6 @@ pub(crate) struct ServeArgs {
     /// For tests only: take N as the store's free inodes instead of asking the filesystem
     #[arg(long, value_name = "N", hide = true)]
     assume_free_inodes: Option<u64>,
-    /// Another address clients reach this server at (NAT, port forward); repeatable
-    #[arg(long = "public-addr", value_name = "IP:PORT")]
-    public_addrs: Vec<SocketAddr>,
 }
 
 pub(crate) fn run(a: ServeArgs) -> Result<()> {
@@ -93,7 +89,6 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         unauthenticated_timeout: a.unauthenticated_timeout,
         max_wait: a.max_wait,
         challenge_ttl: a.challenge_ttl,
-        public_addrs: a.public_addrs.clone(),
         assume_free_space: a.assume_free_space,
         min_free_inodes: a.min_free_inodes,
         assume_free_inodes: a.assume_free_inodes,

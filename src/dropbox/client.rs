@@ -269,7 +269,7 @@ impl Client {
         };
         let binding = tls::auth_binding(&self.io.get_ref().0.conn, &server_nonce)
             .map_err(|e| Error::Protocol(format!("no TLS binding for the statement: {e}")))?;
-        let auth = sign_statement(key, self.server_id, self.peer, server_nonce, binding)?;
+        let auth = sign_statement(key, self.server_id, server_nonce, binding)?;
         self.send(&Request::Auth(auth))?;
         self.expect_ok("AUTH")
     }
@@ -482,7 +482,6 @@ fn unexpected(what: &str, got: &Reply) -> Error {
 pub fn sign_statement(
     key: &PrivateKeyInfo,
     server_id: [u8; 32],
-    server_addr: SocketAddr,
     server_nonce: [u8; 32],
     tls_binding: [u8; 32],
 ) -> Result<AuthRequest, Error> {
@@ -490,7 +489,6 @@ pub fn sign_statement(
         protocol::random_nonce().map_err(|e| Error::io("the system random source", e))?;
     let statement = Statement {
         server_id,
-        server_addr,
         mailbox: *key.fingerprint().as_bytes(),
         server_nonce,
         client_nonce,

@@ -8,7 +8,6 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"SXFD";
@@ -34,11 +33,9 @@ pub const NONCE_LEN: usize = 32;
 /// it (manifests start with `format = `), so a statement signature is never a
 /// manifest signature and vice versa.
 pub const STATEMENT_LABEL: &[u8; 19] = b"sxf-dropbox/2 auth\n";
-/// Length of a whole statement: label, server id, server address, mailbox,
-/// server nonce, client nonce, TLS binding.
-pub const STATEMENT_LEN: usize = STATEMENT_LABEL.len() + 32 + ADDR_LEN + 32 + 32 + 32 + 32;
-/// A socket address on the wire: 16 bytes of IPv6 (IPv4 as `::ffff:a.b.c.d`) and a port.
-pub const ADDR_LEN: usize = 18;
+/// Length of a whole statement: label, server id, mailbox, server nonce,
+/// client nonce, TLS binding.
+pub const STATEMENT_LEN: usize = STATEMENT_LABEL.len() + 32 + 32 + 32 + 32 + 32;
 
 /// Frame types. Requests have the high bit clear, replies have it set; DATA
 /// flows both ways.
@@ -101,7 +98,7 @@ pub enum ErrorCode {
     AuthFailed,
     /// No outstanding challenge matches: replayed, stale, or never asked for.
     ChallengeInvalid,
-    /// The statement names another server (id or address).
+    /// The statement names another server id.
     WrongServer,
     /// The statement's TLS binding is not this connection's: it was signed
     /// inside another TLS session (relayed or replayed).
@@ -454,38 +451,15 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Encodes a socket address in the fixed 18-byte wire form.
-pub fn encode_addr(addr: SocketAddr) -> [u8; ADDR_LEN] {
-    let ip: Ipv6Addr = match addr.ip() {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    };
-    let mut out = [0u8; ADDR_LEN];
-    out[..16].copy_from_slice(&ip.octets());
-    out[16..].copy_from_slice(&addr.port().to_be_bytes());
-    out
-}
-
-/// Decodes the 18-byte wire form; IPv4-mapped addresses come back as IPv4.
-pub fn decode_addr(bytes: &[u8; ADDR_LEN]) -> SocketAddr {
-    let octets: [u8; 16] = bytes[..16].try_into().expect("16 bytes");
-    let v6 = Ipv6Addr::from(octets);
-    let port = u16::from_be_bytes([bytes[16], bytes[17]]);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => SocketAddr::new(IpAddr::V4(v4), port),
-        None => SocketAddr::new(IpAddr::V6(v6), port),
-    }
-}
-
 /// What a client signs to prove it holds a mailbox's private key. Only the
 /// client builds one (from fixed-length fields), so a server cannot make the
 /// client sign bytes of its choosing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
-    /// The id the server presented in HELLO.
+    /// The id of the certificate the client verified (and HELLO repeats).
+    /// No address: the TLS binding ties the statement to one session with the
+    /// holder of that key, whatever address or tunnel the client dialled.
     pub server_id: [u8; 32],
-    /// The address the client's TCP connection actually reached.
-    pub server_addr: SocketAddr,
     /// The mailbox: SHA-256 of the client's SubjectPublicKeyInfo DER.
     pub mailbox: [u8; 32],
     pub server_nonce: [u8; 32],
@@ -496,15 +470,14 @@ pub struct Statement {
 }
 
 impl Statement {
-    /// `label | server id | server address | mailbox | server nonce | client
-    /// nonce | TLS binding`.
+    /// `label | server id | mailbox | server nonce | client nonce | TLS
+    /// binding`.
     pub fn to_bytes(&self) -> [u8; STATEMENT_LEN] {
         let mut out = [0u8; STATEMENT_LEN];
         let mut at = 0;
         for part in [
             &STATEMENT_LABEL[..],
             &self.server_id,
-            &encode_addr(self.server_addr),
             &self.mailbox,
             &self.server_nonce,
             &self.client_nonce,
@@ -524,7 +497,6 @@ impl Statement {
             return Err(c.err("the protocol label is wrong"));
         }
         let server_id = c.array()?;
-        let server_addr = decode_addr(&c.array()?);
         let mailbox = c.array()?;
         let server_nonce = c.array()?;
         let client_nonce = c.array()?;
@@ -532,7 +504,6 @@ impl Statement {
         c.end()?;
         Ok(Statement {
             server_id,
-            server_addr,
             mailbox,
             server_nonce,
             client_nonce,
@@ -907,7 +878,6 @@ mod tests {
     fn requests_and_replies_round_trip() {
         let st = Statement {
             server_id: [1; 32],
-            server_addr: "127.0.0.1:4242".parse().unwrap(),
             mailbox: [2; 32],
             server_nonce: [3; 32],
             client_nonce: [4; 32],
@@ -980,21 +950,22 @@ mod tests {
         assert!(Request::decode(f).is_err());
         let f = read_frame(&mut &frame_bytes(kind::LIST, b"../x")[..]).unwrap();
         assert!(Request::decode(f).is_err());
-        let mut st = Statement {
+        let st = Statement {
             server_id: [1; 32],
-            server_addr: "[::1]:1".parse().unwrap(),
             mailbox: [2; 32],
             server_nonce: [3; 32],
             client_nonce: [4; 32],
             tls_binding: [5; 32],
         }
         .to_bytes();
-        assert_eq!(
-            Statement::from_bytes(&st).unwrap().server_addr,
-            "[::1]:1".parse().unwrap()
-        );
-        st[0] = b'X';
-        assert!(Statement::from_bytes(&st).is_err());
+        assert_eq!(st.len(), 179);
+        assert_eq!(&st[19..51], &[1; 32]);
+        assert_eq!(&st[147..], &[5; 32]);
+        let mut bad = st;
+        bad[0] = b'X';
+        assert!(Statement::from_bytes(&bad).is_err());
+        assert!(Statement::from_bytes(&st[..178]).is_err());
+        assert!(Statement::from_bytes(&[&st[..], b"\0"].concat()).is_err());
     }
 
     #[test]

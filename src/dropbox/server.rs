@@ -81,9 +81,6 @@ pub struct ServerConfig {
     pub max_wait: Duration,
     /// How long a challenge stays valid.
     pub challenge_ttl: Duration,
-    /// Addresses clients may name in their statement besides the one their
-    /// connection reached (for a server behind NAT or a port forward).
-    pub public_addrs: Vec<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -108,7 +105,6 @@ impl ServerConfig {
             unauthenticated_timeout: super::DEFAULT_UNAUTHENTICATED_TIMEOUT,
             max_wait: super::DEFAULT_MAX_WAIT,
             challenge_ttl: super::DEFAULT_CHALLENGE_TTL,
-            public_addrs: Vec::new(),
         }
     }
 }
@@ -809,7 +805,6 @@ struct Conn<'a> {
     id: u64,
     io: BufReader<TlsIo>,
     peer: SocketAddr,
-    local: SocketAddr,
     mailbox: Option<Fingerprint>,
     challenge: Option<([u8; 32], Instant)>,
     auth_failures: u32,
@@ -824,7 +819,6 @@ impl<'a> Conn<'a> {
         peer: SocketAddr,
         log: &'a (dyn Fn(&Event) + Send + Sync),
     ) -> Result<Self, rustls::Error> {
-        let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
         let started = Instant::now();
         let tls = rustls::ServerConnection::new(shared.tls.clone())?;
@@ -850,7 +844,6 @@ impl<'a> Conn<'a> {
                 )),
             ),
             peer,
-            local,
             mailbox: None,
             challenge: None,
             auth_failures: 0,
@@ -1122,19 +1115,6 @@ impl<'a> Conn<'a> {
                     "the statement is for server id {}, but this is server {}",
                     hex::encode(st.server_id),
                     hex::encode(own_id)
-                ),
-            ));
-        }
-        let named = protocol::encode_addr(st.server_addr);
-        let ours = std::iter::once(&self.local)
-            .chain(&self.shared.config.public_addrs)
-            .any(|a| protocol::encode_addr(*a) == named);
-        if !ours {
-            return Err((
-                Code::WrongServer,
-                format!(
-                    "the statement names server address {}, but this connection reached {}",
-                    st.server_addr, self.local
                 ),
             ));
         }

@@ -453,11 +453,6 @@ impl Raw {
         sxf::dropbox::tls::auth_binding(&self.stream.conn, nonce).unwrap()
     }
 
-    /// The address the TCP connection reached.
-    pub fn peer(&self) -> std::net::SocketAddr {
-        self.stream.sock.peer_addr().unwrap()
-    }
-
     pub fn reply(&mut self) -> Reply {
         read_reply(&mut self.stream).expect("a reply frame")
     }
