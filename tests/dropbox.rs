@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 #[cfg(target_os = "linux")]
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dropbox_common::*;
@@ -2198,6 +2199,122 @@ fn a_server_with_another_certificate_is_refused_when_pinned() {
         impostor.log()
     );
     assert_eq!(impostor.count_log("authenticated as"), 0);
+}
+
+/// What a man in the middle saw.
+#[derive(Default)]
+struct Intercepted {
+    /// TLS sessions clients completed with it.
+    sessions: usize,
+    /// Requests those clients sent through it, and what the real server
+    /// answered each.
+    exchanges: Vec<(Request, Reply)>,
+}
+
+/// A man-in-the-middle proxy, as an attacker on the network path would run
+/// one: it ends each client's TLS session with its own key (HELLO showing its
+/// own id, so the client's HELLO check passes), opens its own TLS session to
+/// the real server `to`, and passes every request and reply between them.
+fn start_mitm(to: &str) -> (String, Arc<Mutex<Intercepted>>) {
+    use sxf::dropbox::tls;
+    let key = tls::generate_key().unwrap();
+    let cert = tls::self_signed_cert(&key).unwrap();
+    let identity = tls::Identity::from_der(key.to_vec(), cert).unwrap();
+    let config = tls::server_config(&identity).unwrap();
+    let own_id = *identity.server_id();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Intercepted::default()));
+    let (to, log) = (to.to_owned(), seen.clone());
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(mut sock) = sock else { return };
+            let mut conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut handshake_ok = true;
+            while conn.is_handshaking() {
+                if conn.complete_io(&mut sock).is_err() {
+                    handshake_ok = false;
+                    break;
+                }
+            }
+            if !handshake_ok {
+                continue;
+            }
+            log.lock().unwrap().sessions += 1;
+            let mut client = rustls::StreamOwned::new(conn, sock);
+            let mut upstream = Raw::connect(&to);
+            let hello = Reply::Hello(protocol::Hello {
+                server_id: own_id,
+                ..upstream.hello.clone()
+            });
+            protocol::write_reply(&mut client, &hello).unwrap();
+            while let Ok(frame) = protocol::read_frame(&mut client) {
+                let request = Request::decode(frame).unwrap();
+                let reply = upstream.request(&request);
+                log.lock().unwrap().exchanges.push((request, reply.clone()));
+                if protocol::write_reply(&mut client, &reply).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn a_man_in_the_middle_is_refused_when_pinned_and_cannot_use_a_first_contact() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let real_id = hex::encode(server.raw().cert_id());
+    let msg = seal(dir.path(), "m.sxf", &["bob"], "for bob", 0);
+    let id = server.send_ok(&msg);
+    let (mitm, seen) = start_mitm(&server.addr);
+    let fetch = |extra: &[&str]| {
+        sxf()
+            .args(["fetch", "--server", &mitm, "--key"])
+            .arg(key("bob.key"))
+            .arg("--out-dir")
+            .arg(dir.path().join("in"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // A client that pins the real server refuses the proxy's key during the
+    // handshake: no session, no request.
+    let o = fetch(&["--server-id", &real_id]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("not the expected") && e.contains(&real_id),
+        "{e}"
+    );
+    assert_eq!(seen.lock().unwrap().sessions, 0);
+    assert!(seen.lock().unwrap().exchanges.is_empty());
+    // A client on first contact trusts the proxy's key, and signs for it. The
+    // real server refuses that statement: it names another server, and was
+    // made in another TLS session. Nothing is listed, fetched or deleted.
+    let o = fetch(&[]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("wrong-server"),
+        "{}",
+        text(&o.stderr)
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.sessions, 1);
+    for (request, reply) in &seen.exchanges {
+        assert!(
+            matches!(request, Request::Challenge | Request::Auth(_)),
+            "{request:?}"
+        );
+        assert!(!matches!(reply, Reply::Ok), "the relayed AUTH succeeded");
+    }
+    assert!(
+        seen.exchanges
+            .iter()
+            .any(|(r, _)| matches!(r, Request::Auth(_)))
+    );
+    assert_eq!(server.mailbox_files("bob"), vec![format!("{id}.sxf")]);
 }
 
 #[test]
