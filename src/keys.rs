@@ -41,6 +41,23 @@ pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 /// half a minute. A key over it can be re-encrypted with `ssh-keygen -p -a 100`.
 pub const MAX_BCRYPT_ROUNDS: u32 = 4096;
 
+/// Most PBKDF2 iterations sxf runs for a passphrase-encrypted PKCS#8 key. As
+/// with bcrypt rounds, the file chooses: 2^32 - 1 iterations would cost about
+/// 12 minutes of CPU. openssl makes 2048 by default, and the strongest
+/// settings in use (600,000 for PBKDF2-SHA256) are far below this cap, which
+/// bounds the worst case at a few seconds.
+pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+/// Largest scrypt cost N, as log2 N, for an encrypted PKCS#8 key (openssl
+/// and sxf keygen use 2^14; age uses 2^18).
+pub const MAX_SCRYPT_LOG_N: u32 = 20;
+/// Largest scrypt block size r (8 everywhere in practice).
+pub const MAX_SCRYPT_R: u16 = 32;
+/// Largest scrypt parallelism p (1 everywhere in practice).
+pub const MAX_SCRYPT_P: u16 = 16;
+/// Most memory scrypt may take, 128 * r * N bytes. Without a cap, a crafted
+/// file with N = 2^40 made the allocation abort the process.
+pub const MAX_SCRYPT_MEMORY: u64 = 1 << 30;
+
 /// Errors about key files. Each message names the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -91,6 +108,15 @@ pub enum KeyError {
          sxf accepts 1 to {MAX_BCRYPT_ROUNDS} (lower them with `ssh-keygen -p -a 100 -f KEY`)"
     )]
     BadKdfRounds { path: PathBuf, rounds: u32 },
+    #[error(
+        "{path} asks for {asked} to turn its passphrase into a key; sxf accepts {accepted} \
+         (re-encrypt it with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in KEY -out NEW`)"
+    )]
+    KdfTooCostly {
+        path: PathBuf,
+        asked: String,
+        accepted: String,
+    },
 }
 
 /// `sha256:<hex>` of a public key's SubjectPublicKeyInfo DER.
@@ -669,6 +695,50 @@ fn check_kdf(path: &Path, kdf: &ssh_key::Kdf) -> Result<(), KeyError> {
     }
 }
 
+/// Refuses the key derivation an encrypted PKCS#8 file declares if it would
+/// cost more than the caps above, before any passphrase is asked for or any
+/// derivation runs. (PBES1's iteration count is 16 bits: nothing to cap.)
+fn check_pkcs8_kdf(path: &Path, scheme: &pkcs8::pkcs5::EncryptionScheme) -> Result<(), KeyError> {
+    use pkcs8::pkcs5::pbes2::Kdf;
+    let refuse = |asked: String, accepted: String| {
+        Err(KeyError::KdfTooCostly {
+            path: path.to_owned(),
+            asked,
+            accepted,
+        })
+    };
+    match scheme.pbes2().map(|p| &p.kdf) {
+        Some(Kdf::Pbkdf2(p)) if !(1..=MAX_PBKDF2_ITERATIONS).contains(&p.iteration_count) => {
+            refuse(
+                format!("PBKDF2 with {} iterations", p.iteration_count),
+                format!("1 to {MAX_PBKDF2_ITERATIONS} iterations"),
+            )
+        }
+        Some(Kdf::Scrypt(p)) => {
+            let (n, r, par) = (p.cost_parameter, p.block_size, p.parallelization);
+            let memory = 128u128 * u128::from(r) * u128::from(n);
+            let acceptable = n.is_power_of_two()
+                && n >= 2
+                && n.trailing_zeros() <= MAX_SCRYPT_LOG_N
+                && (1..=MAX_SCRYPT_R).contains(&r)
+                && (1..=MAX_SCRYPT_P).contains(&par)
+                && memory <= u128::from(MAX_SCRYPT_MEMORY);
+            if acceptable {
+                return Ok(());
+            }
+            refuse(
+                format!("scrypt with N = {n}, r = {r}, p = {par}"),
+                format!(
+                    "N a power of two up to 2^{MAX_SCRYPT_LOG_N}, r up to {MAX_SCRYPT_R}, \
+                     p up to {MAX_SCRYPT_P}, and at most {} of memory (128 * r * N)",
+                    indicatif::HumanBytes(MAX_SCRYPT_MEMORY)
+                ),
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Reads an `OPENSSH PRIVATE KEY`. The public half is in the clear, so a
 /// non-RSA key is refused before any passphrase is asked for.
 fn load_openssh_private(
@@ -733,6 +803,7 @@ fn private_from_text(
             let (_, doc) = pkcs8::Document::from_pem(text).map_err(|e| parse_err(path, e))?;
             let encrypted = pkcs8::EncryptedPrivateKeyInfoRef::try_from(doc.as_bytes())
                 .map_err(|e| parse_err(path, e))?;
+            check_pkcs8_kdf(path, &encrypted.encryption_algorithm)?;
             let pass = passphrase()?.ok_or_else(|| KeyError::NeedPassphrase {
                 path: path.to_owned(),
             })?;
@@ -986,6 +1057,93 @@ mod tests {
         assert_eq!(mpint_bits(&m(&[0x80, 0x00])), 16);
         assert_eq!(mpint_bits(&m(&[0x00, 0x7f])), 7);
         assert_eq!(mpint_bits(&m(&[])), 0);
+    }
+
+    /// carol's PBKDF2-encrypted PKCS#8 key, its key derivation replaced by
+    /// `kdf` (the ciphertext stays), written to `dir`.
+    fn carol_with_kdf(
+        dir: &Path,
+        kdf: impl FnOnce(pkcs8::pkcs5::pbes2::Pbkdf2Params) -> pkcs8::pkcs5::pbes2::Kdf,
+    ) -> PathBuf {
+        use pkcs8::der::{Decode, EncodePem};
+        use pkcs8::pkcs5::EncryptionScheme;
+        let text = include_str!("../tests/keys/carol.key");
+        let (_, doc) = pkcs8::Document::from_pem(text).unwrap();
+        let mut info = pkcs8::EncryptedPrivateKeyInfoOwned::from_der(doc.as_bytes()).unwrap();
+        let EncryptionScheme::Pbes2(params) = &mut info.encryption_algorithm else {
+            panic!("carol.key is PBES2");
+        };
+        let pbkdf2 = *params.kdf.pbkdf2().expect("carol.key uses PBKDF2");
+        params.kdf = kdf(pbkdf2);
+        let path = dir.join("hostile.key");
+        fs::write(&path, info.to_pem(LineEnding::LF).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn pkcs8_key_derivations_over_the_caps_are_refused_before_asking_or_deriving() {
+        use pkcs8::pkcs5::pbes2::{Kdf, ScryptParams};
+        let dir = tempfile::tempdir().unwrap();
+        let scrypt = |log_n: u32, r: u16, p: u16| {
+            move |pb: pkcs8::pkcs5::pbes2::Pbkdf2Params| {
+                Kdf::Scrypt(ScryptParams {
+                    salt: pb.salt,
+                    cost_parameter: 1u64 << log_n,
+                    block_size: r,
+                    parallelization: p,
+                    key_length: None,
+                })
+            }
+        };
+        let iterations = |n: u32| {
+            move |mut pb: pkcs8::pkcs5::pbes2::Pbkdf2Params| {
+                pb.iteration_count = n;
+                Kdf::Pbkdf2(pb)
+            }
+        };
+        let hostile = [
+            // "capacity overflow" panic, and an allocation that aborts.
+            carol_with_kdf(dir.path(), scrypt(56, 8, 1)),
+            carol_with_kdf(dir.path(), scrypt(40, 8, 1)),
+            carol_with_kdf(dir.path(), scrypt(21, 1, 1)),
+            carol_with_kdf(dir.path(), scrypt(14, 33, 1)),
+            carol_with_kdf(dir.path(), scrypt(14, 8, 17)),
+            carol_with_kdf(dir.path(), scrypt(14, 0, 1)),
+            // 2^20 * 16 * 128 bytes = 2 GiB.
+            carol_with_kdf(dir.path(), scrypt(20, 16, 1)),
+            // About 12 minutes of CPU.
+            carol_with_kdf(dir.path(), iterations(u32::MAX)),
+            carol_with_kdf(dir.path(), iterations(MAX_PBKDF2_ITERATIONS + 1)),
+            carol_with_kdf(dir.path(), iterations(0)),
+        ];
+        for path in hostile {
+            let text = fs::read_to_string(&path).unwrap();
+            let asked = std::cell::Cell::new(false);
+            let got = load_private_key(&path, || {
+                asked.set(true);
+                Ok(Some(Zeroizing::new("carol-passphrase".into())))
+            });
+            assert!(
+                matches!(got, Err(KeyError::KdfTooCostly { .. })),
+                "{got:?}\n{text}"
+            );
+            assert!(!asked.get(), "asked for a passphrase first");
+        }
+        // Within the caps, the derivation runs: the wrong derivation for this
+        // ciphertext, so the passphrase is wrong, not the file.
+        let fine = carol_with_kdf(dir.path(), scrypt(10, 8, 1));
+        let got = load_private_key(&fine, || {
+            Ok(Some(Zeroizing::new("carol-passphrase".into())))
+        });
+        assert!(
+            matches!(got, Err(KeyError::WrongPassphrase { .. })),
+            "{got:?}"
+        );
+        let fine = carol_with_kdf(dir.path(), iterations(2048));
+        let got = load_private_key(&fine, || {
+            Ok(Some(Zeroizing::new("carol-passphrase".into())))
+        });
+        assert!(got.is_ok(), "{got:?}");
     }
 
     #[test]

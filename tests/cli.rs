@@ -561,6 +561,46 @@ fn encrypted_private_key_opens_with_a_passphrase_file() {
     assert_eq!(r.stdout, "for carol\n");
 }
 
+/// carol's encrypted PKCS#8 key with scrypt N = 2^40 declared for its
+/// passphrase: a derivation would need 128 TiB (the allocation used to abort
+/// the process).
+fn carol_asking_for_scrypt_2_to_the_40() -> String {
+    use pkcs8::der::{Decode, EncodePem};
+    use pkcs8::pkcs5::{EncryptionScheme, pbes2};
+    let text = fs::read_to_string(key("carol.key")).unwrap();
+    let (_, doc) = pkcs8::Document::from_pem(&text).unwrap();
+    let mut info = pkcs8::EncryptedPrivateKeyInfoOwned::from_der(doc.as_bytes()).unwrap();
+    let EncryptionScheme::Pbes2(params) = &mut info.encryption_algorithm else {
+        panic!("carol.key is PBES2");
+    };
+    let salt = params.kdf.pbkdf2().unwrap().salt;
+    params.kdf = pbes2::Kdf::Scrypt(pbes2::ScryptParams {
+        salt,
+        cost_parameter: 1 << 40,
+        block_size: 8,
+        parallelization: 1,
+        key_length: None,
+    });
+    info.to_pem(pkcs8::LineEnding::LF).unwrap()
+}
+
+#[test]
+fn an_encrypted_key_asking_for_a_huge_derivation_is_refused_with_a_sentence() {
+    let dir = tempdir().unwrap();
+    let hostile = dir.path().join("hostile.key");
+    fs::write(&hostile, carol_asking_for_scrypt_2_to_the_40()).unwrap();
+    let r = run(sxf()
+        .arg("fingerprint")
+        .arg(&hostile)
+        .env("SXF_PASSPHRASE", CAROL_PASSPHRASE));
+    r.assert_code(2, "scrypt N = 2^40")
+        .assert_stderr_contains(
+            "scrypt with N = 1099511627776, r = 8, p = 1",
+            "scrypt N = 2^40",
+        )
+        .assert_stderr_contains("N a power of two up to 2^20", "scrypt N = 2^40");
+}
+
 #[test]
 fn wrong_passphrase_fails_clearly_with_exit_2() {
     let dir = tempdir().unwrap();
