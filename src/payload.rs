@@ -170,10 +170,11 @@ impl Read for PlanReader {
             self.current = match next.source {
                 Source::Memory(bytes) => Box::new(io::Cursor::new(bytes)),
                 Source::Path(path) => Box::new(ExactLen {
-                    inner: File::open(&path)
-                        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
-                        .take(next.entry.length),
+                    inner: File::open(&path).map_err(|e| {
+                        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                    })?,
                     remaining: next.entry.length,
+                    end_checked: false,
                     path,
                 }),
             };
@@ -181,24 +182,49 @@ impl Read for PlanReader {
     }
 }
 
-/// Fails if a file on disk shrank between planning and reading.
+/// Yields exactly `remaining` bytes of a file on disk, and fails if the file
+/// shrank or grew between planning and reading: what is sealed is the whole
+/// file, never a silently cut one.
 struct ExactLen<R> {
     inner: R,
     remaining: u64,
+    /// Whether the byte after the planned end was looked for.
+    end_checked: bool,
     path: PathBuf,
+}
+
+impl<R: Read> ExactLen<R> {
+    fn changed_size(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "{} changed size while it was being sealed",
+                self.path.display()
+            ),
+        )
+    }
 }
 
 impl<R: Read> Read for ExactLen<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && self.remaining > 0 && !buf.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "{} changed size while it was being sealed",
-                    self.path.display()
-                ),
-            ));
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.remaining == 0 {
+            if !self.end_checked {
+                self.end_checked = true;
+                if self.inner.read(&mut [0u8; 1])? > 0 {
+                    return Err(self.changed_size());
+                }
+            }
+            return Ok(0);
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(self.changed_size());
         }
         self.remaining -= n as u64;
         Ok(n)
@@ -566,6 +592,26 @@ mod tests {
         p.into_reader().read_to_end(&mut v).unwrap();
         assert_eq!(v.len() as u64, len);
         v
+    }
+
+    #[test]
+    fn a_file_that_grew_or_shrank_after_planning_is_an_error_not_a_cut_copy() {
+        let read_all = |content: &[u8], planned: u64| {
+            let mut r = ExactLen {
+                inner: content,
+                remaining: planned,
+                end_checked: false,
+                path: PathBuf::from("f"),
+            };
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).map(|_| out)
+        };
+        assert_eq!(read_all(b"12345", 5).unwrap(), b"12345");
+        assert_eq!(read_all(b"", 0).unwrap(), b"");
+        for (content, planned) in [(&b"1234567"[..], 5), (b"1", 0), (b"123", 5)] {
+            let e = read_all(content, planned).unwrap_err();
+            assert!(e.to_string().contains("changed size"), "{e}");
+        }
     }
 
     #[test]

@@ -66,6 +66,29 @@ pub struct SealReport {
     pub fit: Option<FitChoice>,
 }
 
+/// Most bytes read into memory from an attachment whose size the filesystem
+/// does not report (a /proc file says 0 and holds a few KiB).
+pub const MAX_SIZELESS_ATTACHMENT: u64 = 16 * 1024 * 1024;
+
+/// Reads a regular file that reports a size of 0: empty, or a pseudo-file
+/// whose content exists only when read. Refused above
+/// [`MAX_SIZELESS_ATTACHMENT`].
+fn read_sizeless(path: &Path) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SIZELESS_ATTACHMENT + 1).read_to_end(&mut bytes))
+        .map_err(|e| Error::io_at(path, e))?;
+    if bytes.len() as u64 > MAX_SIZELESS_ATTACHMENT {
+        return Err(Error::Usage(format!(
+            "{} reports no size and holds more than {}; copy it to a regular file and attach that",
+            path.display(),
+            HumanBytes(MAX_SIZELESS_ATTACHMENT)
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Media type for an attachment, from its extension; unknown is octet-stream.
 pub fn guess_media_type(path: &Path) -> &'static str {
     let ext = path
@@ -243,15 +266,23 @@ pub fn seal_to<R: TryCryptoRng + ?Sized>(
                 path.display()
             )));
         }
-        attachments.push((path.clone(), meta.len()));
+        let (length, source) = if meta.len() == 0 {
+            // A file that reports no size may still have content (/proc):
+            // what is read now is what is sealed.
+            let bytes = read_sizeless(path)?;
+            (bytes.len() as u64, Source::Memory(bytes))
+        } else {
+            (meta.len(), Source::Path(path.clone()))
+        };
+        attachments.push((path.clone(), length));
         attachment_files.push(PlannedFile {
             entry: FileEntry {
                 name: clamp_name(&file_name_of(path)),
                 media_type: guess_media_type(path).into(),
                 kind: FileKind::Attachment,
-                length: meta.len(),
+                length,
             },
-            source: Source::Path(path.clone()),
+            source,
         });
     }
 

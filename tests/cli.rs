@@ -296,6 +296,30 @@ fn failed_seal_of_a_directory_as_attachment_leaves_nothing() {
     assert_not_created(&out);
 }
 
+/// /proc files report a size of 0 and yet have content: what is read is
+/// sealed, never an empty file.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_attachment_that_reports_no_size_is_sealed_with_what_it_holds() {
+    let sizeless = Path::new("/proc/version");
+    assert_eq!(fs::metadata(sizeless).unwrap().len(), 0, "precondition");
+    let real = fs::read(sizeless).unwrap();
+    assert!(!real.is_empty(), "precondition");
+    let dir = tempdir().unwrap();
+    let archive = dir.path().join("proc.sxf");
+    run(&mut seal_cmd(
+        &archive,
+        &["bob.pub"],
+        "alice.key",
+        args!["--attach", sizeless],
+    ))
+    .assert_code(0, "seal --attach /proc/version");
+    let out = dir.path().join("out");
+    run(&mut open_cmd(&archive, "bob.key", Some("alice.pub"), &out))
+        .assert_code(0, "open the archive with /proc/version");
+    assert_eq!(fs::read(out.join("version")).unwrap(), real);
+}
+
 /// sysfs files report 4096 bytes but yield fewer: the read fails while the
 /// archive is being written, after the temporary file exists.
 #[test]
