@@ -155,6 +155,44 @@ fn png_decompression_bomb_is_refused_at_once_naming_the_file() {
     assert_image_refused("tall.png", &png_declaring(1, 4_000_000), &[], "too large");
 }
 
+/// A valid 8x8 PNG whose colour profile (iCCP, zlib-compressed) inflates to
+/// `profile_len` zero bytes.
+fn png_with_profile(profile_len: usize) -> Vec<u8> {
+    let mut info = png::Info::with_size(8, 8);
+    info.color_type = png::ColorType::Rgb;
+    info.bit_depth = png::BitDepth::Eight;
+    info.icc_profile = Some(vec![0u8; profile_len].into());
+    let mut out = Vec::new();
+    let mut w = png::Encoder::with_info(&mut out, info)
+        .unwrap()
+        .write_header()
+        .unwrap();
+    w.write_image_data(&[128u8; 8 * 8 * 3]).unwrap();
+    w.finish().unwrap();
+    out
+}
+
+#[test]
+fn a_png_whose_colour_profile_inflates_past_the_cap_is_refused_before_inflating() {
+    // 64 MiB of profile in about 64 KiB of file.
+    let bomb = png_with_profile(64 << 20);
+    assert!(bomb.len() < 200_000, "a small file: {} bytes", bomb.len());
+    assert_image_refused("profile.png", &bomb, &[], "colour profile");
+    assert_image_refused("profile.png", &bomb, &["--keep-original"], "colour profile");
+    // A profile of a usual size is no reason to refuse (this one is not a
+    // valid profile, so the pixels are taken as sRGB).
+    let dir = tempdir().unwrap();
+    let image = dir.path().join("usual.png");
+    fs::write(&image, png_with_profile(500 << 10)).unwrap();
+    let out = dir.path().join("usual.sxf");
+    let (output, _) = run_limited(&seal_args(&out, &image, &[]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn jpeg_and_gif_declaring_huge_sizes_are_refused_at_once() {
     assert_image_refused(

@@ -93,6 +93,12 @@ pub const MAX_PIXELS: u64 = 120_000_000;
 /// 360 MB; a 120 MP 16-bit RGBA one 960 MB.
 pub const MAX_DECODE_ALLOC: u64 = 1024 * 1024 * 1024;
 
+/// Most bytes a PNG's colour profile may inflate to (`iCCP` is
+/// zlib-compressed: a 1 MB file can declare a 1 GiB profile). Real profiles
+/// are a few KiB to a few hundred KiB. (Other formats store their profile
+/// uncompressed, so the file size bounds it.)
+pub const MAX_PNG_PROFILE: usize = 4 * 1024 * 1024;
+
 /// Largest accepted input file: 256 MiB.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -628,6 +634,10 @@ fn inspect(path: &Path, bytes: &[u8], decode: bool) -> Result<Inspected, ImageEr
         })?;
     }
 
+    if format == ImageFormat::Png {
+        png_metadata_check(path, bytes)?;
+    }
+
     let mut reader = reader;
     reader.limits(decode_limits());
     let mut decoder = match reader.into_decoder() {
@@ -680,6 +690,47 @@ fn inspect(path: &Path, bytes: &[u8], decode: bool) -> Result<Inspected, ImageEr
         height,
         decoded,
     })
+}
+
+/// Walks a PNG's chunks up to its pixels and inflates its colour profile
+/// (`iCCP`), if any, under [`MAX_PNG_PROFILE`]: one that would inflate past
+/// it is refused before it is inflated, where the image crate's decoder
+/// (under the 1 GiB pixel budget) would inflate it whole. The png crate offers
+/// no such cap (it drops a profile over its budget silently, and its budget
+/// covers the pixels too), so the walk is here; it reads only chunk lengths
+/// and types (PNG: 4-byte length, 4-byte type, data, 4-byte CRC). Anything
+/// malformed is left to the decoder, which reports it as it always has.
+fn png_metadata_check(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    const SIGNATURE_LEN: usize = 8;
+    let mut rest = bytes.get(SIGNATURE_LEN..).unwrap_or_default();
+    while let (Some(len), Some(kind)) = (rest.get(..4), rest.get(4..8)) {
+        let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+        if kind == b"IDAT" {
+            break;
+        }
+        let Some(data) = rest.get(8..).and_then(|d| d.get(..len)) else {
+            break;
+        };
+        if kind == b"iCCP"
+            && let Some(nul) = data.iter().take(80).position(|&b| b == 0)
+        {
+            // The profile's name, NUL, the compression method, a zlib stream.
+            let stream = data.get(nul + 2..).unwrap_or_default();
+            if let Err(fdeflate::BoundedDecompressionError::OutputTooLarge { .. }) =
+                fdeflate::decompress_to_vec_bounded(stream, MAX_PNG_PROFILE)
+            {
+                return Err(ImageError::TooLarge {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "its colour profile inflates to more than {}",
+                        indicatif::HumanBytes(MAX_PNG_PROFILE as u64)
+                    ),
+                });
+            }
+        }
+        rest = rest.get(len.saturating_add(12)..).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// The check every format goes through: no empty picture, at most [`MAX_SIDE`] a
