@@ -41,6 +41,16 @@ pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 /// half a minute. A key over it can be re-encrypted with `ssh-keygen -p -a 100`.
 pub const MAX_BCRYPT_ROUNDS: u32 = 4096;
 
+/// scrypt cost, as log2 N, of the keys `sxf keygen` protects with a
+/// passphrase (r = 8): the largest that `openssl pkey` still reads under its
+/// default 32 MiB scrypt memory limit. N = 2^15 needs 128 * r * (N + 2) bytes,
+/// just over 32 MiB, and openssl refuses it. (age uses 2^18.)
+pub const KEYGEN_SCRYPT_LOG_N: u8 = 14;
+/// scrypt parallelism of keygen's keys: eight passes over the same 16 MiB,
+/// eight times the work of openssl's own `-scrypt` default (p = 1) with no more
+/// memory, about 0.26 s to derive here (0.35 s for `openssl pkey`).
+pub const KEYGEN_SCRYPT_P: u32 = 8;
+
 /// Most PBKDF2 iterations sxf runs for a passphrase-encrypted PKCS#8 key. As
 /// with bcrypt rounds, the file chooses: 2^32 - 1 iterations would cost about
 /// 12 minutes of CPU. openssl makes 2048 by default, and the strongest
@@ -293,12 +303,30 @@ impl PrivateKeyInfo {
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| KeyError::Generate(e.to_string()))
     }
-    /// Passphrase-encrypted PKCS#8 PEM (PBES2: scrypt and AES-256-CBC), which
-    /// `openssl pkey` reads.
+    /// Passphrase-encrypted PKCS#8 PEM (PBES2: scrypt with
+    /// [`KEYGEN_SCRYPT_LOG_N`], r = 8, [`KEYGEN_SCRYPT_P`], and AES-256-CBC), which
+    /// `openssl pkey` reads with its default limits.
     pub fn to_encrypted_pkcs8_pem(&self, passphrase: &[u8]) -> Result<Zeroizing<String>, KeyError> {
-        self.key
-            .to_pkcs8_encrypted_pem(passphrase, LineEnding::LF)
-            .map_err(|e| KeyError::Generate(e.to_string()))
+        use pkcs8::der::pem::PemLabel;
+        use pkcs8::pkcs5::{pbes2, scrypt};
+        use rand::TryRng;
+        let err = |e: &dyn fmt::Display| KeyError::Generate(e.to_string());
+        let (mut salt, mut iv) = ([0u8; 16], [0u8; 16]);
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut salt)
+            .and_then(|()| rand::rngs::SysRng.try_fill_bytes(&mut iv))
+            .map_err(|e| err(&e))?;
+        let cost =
+            scrypt::Params::new(KEYGEN_SCRYPT_LOG_N, 8, KEYGEN_SCRYPT_P).map_err(|e| err(&e))?;
+        let params =
+            pbes2::Parameters::generate_scrypt_aes256cbc(cost, &salt, iv).map_err(|e| err(&e))?;
+        let der = self.key.to_pkcs8_der().map_err(|e| err(&e))?;
+        let encrypted = pkcs8::PrivateKeyInfoRef::try_from(der.as_bytes())
+            .and_then(|info| info.encrypt_with_params(params, passphrase))
+            .map_err(|e| err(&e))?;
+        encrypted
+            .to_pem(pkcs8::EncryptedPrivateKeyInfoRef::PEM_LABEL, LineEnding::LF)
+            .map_err(|e| err(&e))
     }
 }
 
@@ -1144,6 +1172,34 @@ mod tests {
             Ok(Some(Zeroizing::new("carol-passphrase".into())))
         });
         assert!(got.is_ok(), "{got:?}");
+    }
+
+    #[test]
+    fn keygen_protects_a_key_with_scrypt_at_openssls_memory_limit_and_reads_it_back() {
+        use pkcs8::der::Decode;
+        let key = load_private_key(Path::new("tests/keys/dave.key"), || Ok(None)).unwrap();
+        let pem = key.to_encrypted_pkcs8_pem(b"pass").unwrap();
+        let (_, doc) = pkcs8::Document::from_pem(&pem).unwrap();
+        let info = pkcs8::EncryptedPrivateKeyInfoOwned::from_der(doc.as_bytes()).unwrap();
+        let params = info.encryption_algorithm.pbes2().unwrap();
+        let scrypt = params.kdf.scrypt().expect("scrypt");
+        assert_eq!(
+            (
+                scrypt.cost_parameter,
+                scrypt.block_size,
+                scrypt.parallelization
+            ),
+            (1 << 14, 8, 8)
+        );
+        assert!(matches!(
+            params.encryption,
+            pkcs8::pkcs5::pbes2::EncryptionScheme::Aes256Cbc { .. }
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        fs::write(&path, pem.as_bytes()).unwrap();
+        let back = load_private_key(&path, || Ok(Some(Zeroizing::new("pass".into())))).unwrap();
+        assert_eq!(back.fingerprint(), key.fingerprint());
     }
 
     #[test]
