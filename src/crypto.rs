@@ -97,17 +97,65 @@ pub fn wrap_key<R: TryCryptoRng + ?Sized>(
         .map_err(|e| io::Error::other(format!("RSA-OAEP key wrap failed: {e}")))
 }
 
-/// Inverse of [`wrap_key`], with a blinded private-key operation.
+/// Inverse of [`wrap_key`], with a blinded private-key operation. A block
+/// that is not exactly a content key is the same failure as a bad one.
 pub fn unwrap_key<R: TryCryptoRng + ?Sized>(
     rng: &mut R,
     key: &PrivateKey,
     wrapped: &[u8],
 ) -> Result<ContentKey, DecryptFailure> {
-    let plain = Zeroizing::new(
-        key.oaep_decrypt_with_rng::<Sha256, _>(rng, wrapped)
-            .map_err(|_| DecryptFailure)?,
-    );
-    ContentKey::from_slice(&plain)
+    ContentKey::from_slice(&oaep_decrypt(rng, key, wrapped)?)
+}
+
+/// The RSA-OAEP decryption under [`unwrap_key`] (SHA-256, MGF1-SHA-256, empty
+/// label, blinded), whatever the length of what it yields: public so that
+/// Wycheproof's vectors, most of which do not hold 64-byte keys, test it.
+///
+/// RFC 8017 (7.1.2, step 3g) rejects an encoded message whose first octet Y
+/// is not zero, and so does openssl; the rsa crate's decoding ignores Y. sxf
+/// checks it on a second blinded private-key operation, made whatever the
+/// first one found, and fails the same way for either: a wrapped key openssl
+/// refuses never opens in sxf.
+pub fn oaep_decrypt<R: TryCryptoRng + ?Sized>(
+    rng: &mut R,
+    key: &PrivateKey,
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, DecryptFailure> {
+    let leading_zero = leading_octet_is_zero(rng, key, ciphertext);
+    let plain = key.oaep_decrypt_with_rng::<Sha256, _>(rng, ciphertext);
+    match (leading_zero, plain) {
+        (true, Ok(plain)) => Ok(Zeroizing::new(plain)),
+        (_, Ok(plain)) => {
+            drop(Zeroizing::new(plain));
+            Err(DecryptFailure)
+        }
+        _ => Err(DecryptFailure),
+    }
+}
+
+/// Whether the RSA private-key operation on `ciphertext` (exactly k octets)
+/// gives an encoded message whose first octet is zero: a value below
+/// 2^(8(k-1)). Blinded like the decryption itself; false on any error.
+fn leading_octet_is_zero<R: TryCryptoRng + ?Sized>(
+    rng: &mut R,
+    key: &PrivateKey,
+    ciphertext: &[u8],
+) -> bool {
+    use rsa::traits::PublicKeyParts;
+    let k = key.size();
+    if ciphertext.len() != k || k == 0 {
+        return false;
+    }
+    let Ok(c) = rsa::BoxedUint::from_be_slice(ciphertext, key.n_bits_precision()) else {
+        return false;
+    };
+    match rsa::hazmat::rsa_decrypt_and_check(key, Some(rng), &c) {
+        Ok(em) => {
+            let em = Zeroizing::new(em);
+            em.bit_width() <= 8 * (k as u32 - 1)
+        }
+        Err(_) => false,
+    }
 }
 
 /// RSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt) signature of `message`.
