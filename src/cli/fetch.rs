@@ -14,7 +14,9 @@ use sxf::dropbox::protocol::MessageId;
 use sxf::dropbox::{self as dbx};
 use sxf::keys::PrivateKeyInfo;
 
-use super::dropbox::{client_options, parse_server_addr, parse_server_id, peer_error};
+use super::dropbox::{
+    client_options, parse_duration, parse_server_addr, parse_server_id, peer_error,
+};
 use super::output::human_bytes;
 use super::shared::{Keyring, PassphraseArgs, Sender, parse_size};
 
@@ -53,12 +55,12 @@ pub(crate) struct FetchArgs {
     /// on the server
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     max_size: u64,
+    /// Without --watch: give up after this long in all (what was saved is kept)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    timeout: Duration,
     #[command(flatten)]
     passphrase: PassphraseArgs,
 }
-
-/// The longest a `fetch` without `--watch` may take.
-const FETCH_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Whether `fetch` opens what it saves, and against which sender key.
 #[derive(Clone, Copy)]
@@ -182,7 +184,7 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
     }
     if !a.watch {
         let mut c = super::dropbox::connect(&a.server, &options).map_err(peer_error)?;
-        let deadline = c.deadline(FETCH_DEADLINE)?;
+        let deadline = c.deadline(a.timeout)?;
         let n = c
             .authenticate(&key)
             .and_then(|()| client::fetch_all(&mut c, &a.out_dir, &mut |f| opener.saved(f)));
@@ -190,7 +192,7 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
             Err(e) if deadline.expired() => {
                 return Err(anyhow::Error::new(e).context(format!(
                     "the fetch did not finish within {}; what was saved is kept",
-                    humantime::format_duration(FETCH_DEADLINE)
+                    humantime::format_duration(a.timeout)
                 )));
             }
             n => n?,
