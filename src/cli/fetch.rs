@@ -55,7 +55,9 @@ pub(crate) struct FetchArgs {
     /// on the server
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     max_size: u64,
-    /// Without --watch: give up after this long in all (what was saved is kept)
+    /// The longest one connection may last, from the connect: without
+    /// --watch the fetch gives up after it (what was saved is kept); --watch
+    /// reconnects
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
     #[command(flatten)]
@@ -166,6 +168,7 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
     }
     let options = ClientOptions {
         max_message_size: a.max_size,
+        total_timeout: Some(a.timeout),
         ..client_options(a.server_id)
     };
     let mut opener = Opener {
@@ -182,46 +185,57 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
             opener.resume(&u);
         }
     }
-    if !a.watch {
-        let mut c = super::dropbox::connect(&a.server, &options).map_err(peer_error)?;
-        let deadline = c.deadline(a.timeout)?;
-        let n = c
-            .authenticate(&key)
-            .and_then(|()| client::fetch_all(&mut c, &a.out_dir, &mut |f| opener.saved(f)));
-        let n = match n {
-            Err(e) if deadline.expired() => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "the fetch did not finish within {}; what was saved is kept",
-                    humantime::format_duration(a.timeout)
-                )));
-            }
-            n => n?,
-        };
-        drop(deadline);
-        if n == 0 {
-            eprintln!("no messages waiting for {}", key.fingerprint());
-        } else {
-            eprintln!("fetched {n} message(s) into {}", a.out_dir.display());
-        }
-        return match opener.first_rejection {
-            Some(e) => Err(e.context(format!(
-                "a fetched archive could not be opened; it is kept, and each fetch --open into {} tries it again until it opens or is moved away",
-                a.out_dir.display()
-            ))),
-            None => Ok(()),
-        };
+    if a.watch {
+        return watch(&a, &options, &key, &mut opener);
     }
+    let n = match fetch_once(&a.server, &options, &key, &a.out_dir, &mut opener) {
+        Err(dbx::Error::TimedOut { limit, .. }) => anyhow::bail!(
+            "the fetch did not finish within {} (--timeout); what was saved is kept, and the rest waits on the server",
+            humantime::format_duration(limit)
+        ),
+        n => n.map_err(peer_error)?,
+    };
+    if n == 0 {
+        eprintln!("no messages waiting for {}", key.fingerprint());
+    } else {
+        eprintln!("fetched {n} message(s) into {}", a.out_dir.display());
+    }
+    match opener.first_rejection {
+        Some(e) => Err(e.context(format!(
+            "a fetched archive could not be opened; it is kept, and each fetch --open into {} tries it again until it opens or is moved away",
+            a.out_dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A fetch without `--watch`: one connection, everything waiting.
+fn fetch_once(
+    server: &str,
+    options: &ClientOptions,
+    key: &PrivateKeyInfo,
+    out_dir: &Path,
+    opener: &mut Opener<'_>,
+) -> Result<usize, dbx::Error> {
+    let mut c = super::dropbox::connect(server, options)?;
+    c.authenticate(key)?;
+    client::fetch_all(&mut c, out_dir, &mut |f| opener.saved(f))
+}
+
+/// `fetch --watch`: sessions one after another until an error that trying
+/// again cannot mend.
+fn watch(
+    a: &FetchArgs,
+    options: &ClientOptions,
+    key: &PrivateKeyInfo,
+    opener: &mut Opener<'_>,
+) -> Result<()> {
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = Instant::now();
-        match watch_session(
-            &a.server,
-            &options,
-            &key,
-            &a.out_dir,
-            &mut opener,
-            &mut backoff,
-        ) {
+        match watch_session(&a.server, options, key, &a.out_dir, opener, &mut backoff) {
+            // Near its --timeout: a new session at once.
+            Ok(()) => {}
             // The server's per-connection time limit: reconnect at once,
             // quietly, but only after a session that lasted; a server that
             // cuts every session short is backed off from like any other.
@@ -240,13 +254,14 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
             Err(e) => return Err(peer_error(e)),
-            Ok(never) => match never {},
         }
     }
 }
 
 /// One connection of `fetch --watch`: authenticate, then fetch and long-poll
-/// until the connection ends. The server holds each WAIT; nothing here polls.
+/// until the connection ends (an error), or until too little is left of
+/// `--timeout` for another WAIT (`Ok`: reconnect at once). The server holds
+/// each WAIT; nothing here polls.
 fn watch_session(
     server: &str,
     options: &ClientOptions,
@@ -254,7 +269,7 @@ fn watch_session(
     out_dir: &Path,
     opener: &mut Opener<'_>,
     backoff: &mut Duration,
-) -> Result<std::convert::Infallible, dbx::Error> {
+) -> Result<(), dbx::Error> {
     let mut c = super::dropbox::connect(server, options)?;
     c.authenticate(key)?;
     *backoff = Duration::from_secs(1);
@@ -262,7 +277,7 @@ fn watch_session(
         "waiting for messages for {} at {server} (Ctrl-C to stop)",
         key.fingerprint()
     );
-    let wait = Duration::from_secs(u64::from(c.hello().max_wait_secs.max(1)));
+    let max_wait = Duration::from_secs(u64::from(c.hello().max_wait_secs.max(1)));
     // WAIT said ready but LIST found nothing: normal once in a while (another
     // fetcher took it), a spinning loop if a server keeps saying so.
     let mut empty_ready_rounds = 0u32;
@@ -275,8 +290,35 @@ fn watch_session(
         } else {
             empty_ready_rounds = 0;
         }
+        let Some(wait) = next_wait(max_wait, c.time_left(), options.total_timeout) else {
+            return Ok(());
+        };
         ready = c.wait(wait)?;
     }
+}
+
+/// The most of a `--watch` session's `--timeout` left unused at its end (a
+/// quarter of it when that is less): the session ends by itself this long
+/// before its limit, so that a server whose own limit on a connection is the
+/// same rarely cuts it first, and the client's cut is left for a server that
+/// stalls.
+const RENEW_MARGIN: Duration = Duration::from_secs(10);
+
+/// How long the next WAIT of a `--watch` session may be: the server's
+/// longest, ending before the session's margin; `None` when that leaves less
+/// than a second, and the session should end.
+fn next_wait(
+    max_wait: Duration,
+    left: Option<Duration>,
+    limit: Option<Duration>,
+) -> Option<Duration> {
+    let (Some(left), Some(limit)) = (left, limit) else {
+        return Some(max_wait);
+    };
+    let wait = left
+        .saturating_sub(RENEW_MARGIN.min(limit / 4))
+        .min(max_wait);
+    (wait >= Duration::from_secs(1)).then_some(wait)
 }
 
 /// A `--watch` session at least this long may reconnect at once after the
@@ -305,5 +347,22 @@ mod tests {
         assert_eq!(empty_ready_pause(4), Duration::from_millis(200));
         assert_eq!(empty_ready_pause(50), Duration::from_secs(10));
         assert_eq!(empty_ready_pause(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_watch_session_ends_by_itself_shortly_before_its_timeout() {
+        let s = Duration::from_secs;
+        let ten_min = Some(s(600));
+        // Early on, the server's longest WAIT.
+        assert_eq!(next_wait(s(30), Some(s(590)), ten_min), Some(s(30)));
+        // Near the end, a WAIT that ends 10 s before the limit...
+        assert_eq!(next_wait(s(30), Some(s(25)), ten_min), Some(s(15)));
+        // ...and none when that leaves less than a second.
+        assert_eq!(next_wait(s(30), Some(s(10)), ten_min), None);
+        // A short --timeout keeps a quarter of itself as the margin.
+        assert_eq!(next_wait(s(30), Some(s(4)), Some(s(4))), Some(s(3)));
+        assert_eq!(next_wait(s(30), Some(s(1)), Some(s(4))), None);
+        // No limit, no margin.
+        assert_eq!(next_wait(s(30), None, None), Some(s(30)));
     }
 }

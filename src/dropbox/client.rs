@@ -12,7 +12,10 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::keys::PrivateKeyInfo;
 
@@ -39,6 +42,13 @@ pub struct ClientOptions {
     /// The largest message this client downloads, whatever the server's HELLO
     /// says: a hostile server cannot fill the disk with one.
     pub max_message_size: u64,
+    /// The longest the connection may last, counted from the start of
+    /// [`Client::connect`]: the TCP connect, the TLS handshake and the HELLO
+    /// count, so a server that trickles any of them cannot hold the client
+    /// past it. When it passes the connection is cut and the call under way
+    /// fails with [`Error::TimedOut`]. `None`: only `io_timeout` bounds each
+    /// read and write.
+    pub total_timeout: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -48,6 +58,7 @@ impl Default for ClientOptions {
             io_timeout: Duration::from_secs(60),
             server_id: None,
             max_message_size: super::DEFAULT_MAX_MESSAGE_SIZE,
+            total_timeout: None,
         }
     }
 }
@@ -84,6 +95,8 @@ pub struct Client {
     hello: Hello,
     io_timeout: Duration,
     max_message_size: u64,
+    /// Cuts the connection at [`ClientOptions::total_timeout`].
+    timer: Option<Timer>,
 }
 
 /// What the server said to an upload.
@@ -98,22 +111,16 @@ impl Client {
     /// Connects and reads the server's HELLO (a BUSY server answers with an
     /// error instead, returned as [`Error::Refused`]).
     pub fn connect(addr: &str, options: &ClientOptions) -> Result<Client, Error> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| Error::conn(format!("resolving {addr}"), e))?
-            .collect();
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
-        let mut stream = None;
-        for a in &addrs {
-            match TcpStream::connect_timeout(a, options.connect_timeout) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        let stream = stream.ok_or_else(|| Error::conn(format!("connecting to {addr}"), last))?;
+        let started = Instant::now();
+        let stream = tcp_connect(addr, options)?;
+        let timer = match options.total_timeout {
+            Some(limit) => Some(Timer::start(&stream, started + limit, limit, addr)?),
+            None => None,
+        };
+        let timed_out = |e| match &timer {
+            Some(t) => t.blame(e),
+            None => e,
+        };
         let setup = |s: &TcpStream| -> io::Result<SocketAddr> {
             s.set_read_timeout(Some(options.io_timeout))?;
             s.set_write_timeout(Some(options.io_timeout))?;
@@ -121,7 +128,7 @@ impl Client {
             s.peer_addr()
         };
         let peer = setup(&stream).map_err(|e| Error::conn(format!("connecting to {addr}"), e))?;
-        let (tls, server_id) = handshake(addr, stream, options.server_id)?;
+        let (tls, server_id) = handshake(addr, stream, options.server_id).map_err(timed_out)?;
         let mut client = Client {
             io: BufReader::with_capacity(protocol::HEADER_LEN + MAX_DATA_BODY as usize, tls),
             addr: addr.to_owned(),
@@ -134,6 +141,7 @@ impl Client {
             },
             io_timeout: options.io_timeout,
             max_message_size: options.max_message_size,
+            timer,
         };
         match client.recv()? {
             Reply::Hello(h) => client.hello = h,
@@ -170,14 +178,38 @@ impl Client {
         self.peer
     }
 
+    /// What is left of [`ClientOptions::total_timeout`]; `None` without one.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.timer
+            .as_ref()
+            .map(|t| t.at.saturating_duration_since(Instant::now()))
+    }
+
+    /// `e`, or [`Error::TimedOut`] when the total timeout cut the connection
+    /// (which is then why the connection failed).
+    fn timed_out(&self, e: Error) -> Error {
+        match &self.timer {
+            Some(t) => t.blame(e),
+            None => e,
+        }
+    }
+
     fn send(&mut self, r: &Request) -> Result<(), Error> {
         protocol::write_request(self.io.get_mut(), r)
-            .map_err(|e| Error::conn(format!("sending to {}", self.addr), e))
+            .map_err(|e| self.timed_out(Error::conn(format!("sending to {}", self.addr), e)))
     }
 
     /// Reads one reply; an ERROR frame becomes [`Error::Refused`].
     fn recv(&mut self) -> Result<Reply, Error> {
-        let frame = protocol::read_frame(&mut self.io).map_err(|e| match e {
+        let frame = protocol::read_frame(&mut self.io).map_err(|e| self.read_error(e))?;
+        match Reply::decode(frame).map_err(|e| Error::Protocol(e.to_string()))? {
+            Reply::Error { code, message } => Err(Error::Refused { code, message }),
+            r => Ok(r),
+        }
+    }
+
+    fn read_error(&self, e: FrameError) -> Error {
+        let e = match e {
             FrameError::Closed => Error::conn(
                 format!("reading from {}", self.addr),
                 io::Error::new(
@@ -187,11 +219,8 @@ impl Client {
             ),
             FrameError::Io(e) => Error::conn(format!("reading from {}", self.addr), e),
             other => Error::Protocol(other.to_string()),
-        })?;
-        match Reply::decode(frame).map_err(|e| Error::Protocol(e.to_string()))? {
-            Reply::Error { code, message } => Err(Error::Refused { code, message }),
-            r => Ok(r),
-        }
+        };
+        self.timed_out(e)
     }
 
     fn expect_ok(&mut self, what: &str) -> Result<(), Error> {
@@ -244,7 +273,7 @@ impl Client {
             if let Err(e) =
                 protocol::write_frame(self.io.get_mut(), protocol::kind::DATA, &buf[..n])
             {
-                let err = Error::conn(format!("sending to {}", self.addr), e);
+                let err = self.timed_out(Error::conn(format!("sending to {}", self.addr), e));
                 return Err(self.explain(err));
             }
             sent += n as u64;
@@ -337,34 +366,6 @@ impl Client {
         }
     }
 
-    /// Cuts this connection when `limit` has passed, unless the returned
-    /// [`Deadline`] is dropped first: a server that stalls or dribbles cannot
-    /// hold the client forever. Once it fired, [`Deadline::expired`] says so.
-    pub fn deadline(&self, limit: Duration) -> Result<Deadline, Error> {
-        let stream = self
-            .socket()
-            .try_clone()
-            .map_err(|e| Error::conn(format!("connecting to {}", self.addr), e))?;
-        let expired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
-        let flag = expired.clone();
-        std::thread::Builder::new()
-            .name("sxf-fetch-deadline".into())
-            .spawn(move || {
-                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    cancelled.recv_timeout(limit)
-                {
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                    let _ = stream.shutdown(std::net::Shutdown::Both);
-                }
-            })
-            .map_err(|e| Error::io("starting the deadline thread", e))?;
-        Ok(Deadline {
-            expired,
-            _cancel: cancel,
-        })
-    }
-
     /// Long-polls: returns true as soon as the mailbox holds a message, false
     /// when the server's wait ran out. The server holds the request; nothing
     /// here sleeps or polls.
@@ -446,16 +447,73 @@ fn handshake(
     Ok((TlsIo(rustls::StreamOwned::new(conn, sock)), found))
 }
 
-/// A running [`Client::deadline`]; dropping it cancels the deadline.
-pub struct Deadline {
-    expired: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    _cancel: std::sync::mpsc::Sender<()>,
+/// The first reachable address of `addr`, connected.
+fn tcp_connect(addr: &str, options: &ClientOptions) -> Result<TcpStream, Error> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| Error::conn(format!("resolving {addr}"), e))?
+        .collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, options.connect_timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(Error::conn(format!("connecting to {addr}"), last))
 }
 
-impl Deadline {
-    /// Whether the deadline passed and cut the connection.
-    pub fn expired(&self) -> bool {
-        self.expired.load(std::sync::atomic::Ordering::SeqCst)
+/// Shuts a connection's socket down at a fixed instant, from a thread of its
+/// own, unless dropped first: a read or write under way then fails at once,
+/// however the server dribbles.
+struct Timer {
+    at: Instant,
+    limit: Duration,
+    addr: String,
+    expired: Arc<AtomicBool>,
+    _cancel: mpsc::Sender<()>,
+}
+
+impl Timer {
+    fn start(stream: &TcpStream, at: Instant, limit: Duration, addr: &str) -> Result<Timer, Error> {
+        let stream = stream
+            .try_clone()
+            .map_err(|e| Error::conn(format!("connecting to {addr}"), e))?;
+        let expired = Arc::new(AtomicBool::new(false));
+        let (cancel, cancelled) = mpsc::channel::<()>();
+        let flag = expired.clone();
+        std::thread::Builder::new()
+            .name("sxf-client-deadline".into())
+            .spawn(move || {
+                let left = at.saturating_duration_since(Instant::now());
+                if let Err(mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(left) {
+                    flag.store(true, Ordering::SeqCst);
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                }
+            })
+            .map_err(|e| Error::io("starting the deadline thread", e))?;
+        Ok(Timer {
+            at,
+            limit,
+            addr: addr.to_owned(),
+            expired,
+            _cancel: cancel,
+        })
+    }
+
+    /// A connection or protocol failure after the timer fired is its doing.
+    fn blame(&self, e: Error) -> Error {
+        match e {
+            Error::Connection { .. } | Error::Protocol(_)
+                if self.expired.load(Ordering::SeqCst) =>
+            {
+                Error::TimedOut {
+                    addr: self.addr.clone(),
+                    limit: self.limit,
+                }
+            }
+            e => e,
+        }
     }
 }
 

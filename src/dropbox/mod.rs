@@ -89,6 +89,16 @@ pub enum Error {
         found: String,
         file: String,
     },
+    /// The connection reached the client's own limit on its length
+    /// ([`client::ClientOptions::total_timeout`]) and was cut.
+    #[error(
+        "the connection to {addr} did not finish within {} (the client's time limit) and was cut",
+        humantime::format_duration(*limit)
+    )]
+    TimedOut {
+        addr: String,
+        limit: std::time::Duration,
+    },
     /// Talking to the peer failed (refused, reset, timed out, closed).
     #[error("{context}: {source}")]
     Connection {
@@ -130,11 +140,12 @@ impl Error {
         }
     }
 
-    /// True when trying again later may succeed: the connection broke, or the
-    /// server was busy, stopping, or closed a connection at its deadline.
+    /// True when trying again later may succeed: the connection broke or
+    /// reached the client's time limit, or the server was busy, stopping, or
+    /// closed a connection at its deadline.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Connection { .. } => true,
+            Error::Connection { .. } | Error::TimedOut { .. } => true,
             Error::Refused { code, .. } => matches!(
                 code,
                 ErrorCode::Busy

@@ -1,0 +1,324 @@
+//! `sxf fetch` against hostile servers and beside other fetchers (findings 8
+//! and 9 of the drop-box review): a deadline counted from the connect, caps on
+//! what one run takes, backoff from answers that make no progress, one fetch
+//! per output directory, and a message two fetchers downloaded kept by only
+//! one of them. The hostile servers are fakes that speak TLS and the framing
+//! ([`Fake`]); the two-fetcher race runs the real `sxf serve`. Every fetch is
+//! the real binary.
+
+mod dropbox_common;
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use dropbox_common::*;
+use sxf::dropbox::protocol::{self, Hello, Reply, Request};
+use sxf::dropbox::tls;
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// What a fake server does with each connection.
+enum Behaviour {
+    /// Reads the ClientHello, then writes its handshake flight one byte every
+    /// half second: about six minutes for the whole flight.
+    TrickleHandshake,
+    /// A handshake at full speed, HELLO, CHALLENGE and AUTH as a real server
+    /// answers them (any AUTH is accepted), and every other request answered
+    /// by this.
+    Answer(Box<Answer>),
+}
+
+type Answer = dyn Fn(&Request, &mut Session) -> io::Result<()> + Send + Sync;
+
+/// A fake drop-box server on 127.0.0.1 with a fresh self-signed certificate.
+/// It counts connections and requests; its threads end with the test process.
+struct Fake {
+    addr: String,
+    server_id: [u8; 32],
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+/// One fake server connection after the handshake.
+struct Session {
+    tls: rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+}
+
+impl Session {
+    fn reply(&mut self, r: &Reply) -> io::Result<()> {
+        let (t, b) = r.encode();
+        protocol::write_frame(&mut self.tls, t, &b)?;
+        self.tls.flush()
+    }
+}
+
+impl Fake {
+    fn start(behaviour: Behaviour) -> Fake {
+        let key = tls::generate_key().unwrap();
+        let cert = tls::self_signed_cert(&key).unwrap();
+        let identity = tls::Identity::from_der(key.to_vec(), cert).unwrap();
+        let config = tls::server_config(&identity).unwrap();
+        let server_id = *identity.server_id();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let fake = Fake {
+            addr: listener.local_addr().unwrap().to_string(),
+            server_id,
+            connections: Arc::default(),
+            requests: Arc::default(),
+        };
+        let (connections, requests) = (fake.connections.clone(), fake.requests.clone());
+        let behaviour = Arc::new(behaviour);
+        thread::spawn(move || {
+            for sock in listener.incoming() {
+                let Ok(sock) = sock else { return };
+                connections.fetch_add(1, Ordering::SeqCst);
+                let (config, requests, behaviour) =
+                    (config.clone(), requests.clone(), behaviour.clone());
+                thread::spawn(move || {
+                    let _ = match &*behaviour {
+                        Behaviour::TrickleHandshake => trickle_handshake(sock, config),
+                        Behaviour::Answer(answer) => {
+                            serve(sock, config, server_id, &**answer, &requests)
+                        }
+                    };
+                });
+            }
+        });
+        fake
+    }
+
+    /// Serves with `answer`.
+    fn answering(
+        answer: impl Fn(&Request, &mut Session) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Fake {
+        Fake::start(Behaviour::Answer(Box::new(answer)))
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// `sxf fetch` as bob, pinned to this server, into `out`.
+    fn fetch(&self, out: &Path, extra: &[&str]) -> Command {
+        let mut c = sxf();
+        c.args(["fetch", "--server", &self.addr, "--server-id"])
+            .arg(hex::encode(self.server_id))
+            .arg("--key")
+            .arg(key("bob.key"))
+            .arg("--out-dir")
+            .arg(out)
+            .args(extra);
+        c
+    }
+}
+
+fn trickle_handshake(mut sock: TcpStream, config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+    let mut conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+    while !conn.wants_write() {
+        if conn.read_tls(&mut sock)? == 0 {
+            return Ok(());
+        }
+        conn.process_new_packets().map_err(io::Error::other)?;
+    }
+    let mut flight = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut flight)?;
+    }
+    for byte in flight {
+        sock.write_all(&[byte])?;
+        thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+fn serve(
+    sock: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    server_id: [u8; 32],
+    answer: &Answer,
+    requests: &AtomicUsize,
+) -> io::Result<()> {
+    let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+    let mut s = Session {
+        tls: rustls::StreamOwned::new(conn, sock),
+    };
+    while s.tls.conn.is_handshaking() {
+        s.tls.conn.complete_io(&mut s.tls.sock)?;
+    }
+    s.reply(&Reply::Hello(Hello {
+        server_id,
+        max_message_size: 64 << 20,
+        max_wait_secs: 30,
+    }))?;
+    loop {
+        let Ok(frame) = protocol::read_frame(&mut s.tls) else {
+            return Ok(());
+        };
+        requests.fetch_add(1, Ordering::SeqCst);
+        match Request::decode(frame).map_err(|e| io::Error::other(e.to_string()))? {
+            Request::Challenge => s.reply(&Reply::Challenge([7; 32]))?,
+            Request::Auth(_) => s.reply(&Reply::Ok)?,
+            other => answer(&other, &mut s)?,
+        }
+    }
+}
+
+/// Runs `cmd`; a run still going after `limit` is killed, and its standard
+/// error so far is the `Err`.
+fn run_within(mut cmd: Command, limit: Duration) -> Result<Output, String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Ok(Output {
+                status,
+                stdout: stdout.join().unwrap(),
+                stderr: stderr.join().unwrap(),
+            });
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(text(&stderr.join().unwrap()));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed when the test ends, passing or not.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `fetch --watch` process, killed when the test ends, and the lines of its
+/// standard error so far.
+struct Watch {
+    _child: Kill,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Watch {
+    fn start(mut cmd: Command) -> Watch {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let sink = lines.clone();
+        thread::spawn(move || {
+            for line in io::BufRead::lines(io::BufReader::new(stderr)) {
+                let Ok(line) = line else { return };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Watch {
+            _child: Kill(child),
+            lines,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+/// Waits until `done` holds, up to `limit`.
+fn eventually(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+// ------------------------------------------------- finding 8: the deadline
+
+/// Finding 8: the deadline started only after HELLO, so a server that
+/// trickled its TLS handshake held a fetch for as long as it liked.
+#[test]
+fn fetch_gives_up_at_its_timeout_against_a_server_that_trickles_the_handshake() {
+    let fake = Fake::start(Behaviour::TrickleHandshake);
+    let dir = tempdir();
+    let cmd = fake.fetch(&dir.path().join("in"), &["--timeout", "2s"]);
+    let o = run_within(cmd, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("fetch --timeout 2s still ran after 30 s: {e}"));
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("did not finish within 2s"), "{e}");
+}
+
+/// Finding 8: a `--watch` session had no deadline of its own, so a server
+/// that trickled its handshake held the watch in one session forever.
+#[test]
+fn watch_ends_a_session_at_its_timeout_and_reconnects_from_a_trickling_server() {
+    let fake = Fake::start(Behaviour::TrickleHandshake);
+    let dir = tempdir();
+    let watch = Watch::start(fake.fetch(&dir.path().join("in"), &["--watch", "--timeout", "2s"]));
+    assert!(
+        eventually(Duration::from_secs(30), || fake.connections() >= 2),
+        "one session held for 30 s, with --timeout 2s: {:?}",
+        watch.lines()
+    );
+    let said = watch.lines().join("\n");
+    assert!(said.contains("did not finish within 2s"), "{said}");
+    assert!(said.contains("reconnecting in 1s"), "{said}");
+}
+
+/// The session limit is the client's guard against a server that stalls: an
+/// honest server's long-polls are shortened to end before it, and the session
+/// ends by itself, quietly, rather than being cut.
+#[test]
+fn watch_renews_its_session_before_its_timeout_with_a_server_that_holds_each_wait() {
+    let fake = Fake::answering(|request, s| match request {
+        Request::List => s.reply(&Reply::List {
+            entries: Vec::new(),
+            more: false,
+        }),
+        Request::Wait(secs) => {
+            thread::sleep(Duration::from_secs(u64::from(*secs)));
+            s.reply(&Reply::Wait { ready: false })
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    let dir = tempdir();
+    let watch = Watch::start(fake.fetch(&dir.path().join("in"), &["--watch", "--timeout", "4s"]));
+    assert!(
+        eventually(Duration::from_secs(30), || fake.connections() >= 3),
+        "{:?}",
+        watch.lines()
+    );
+    let said = watch.lines().join("\n");
+    assert!(!said.contains("reconnecting"), "{said}");
+    assert!(said.contains("waiting for messages"), "{said}");
+}
