@@ -1898,13 +1898,17 @@ fn a_message_another_fetcher_took_first_is_skipped_not_fatal() {
     let mut a = connect();
     let mut b = connect();
     let mut took = 0;
+    let budget = || client::Budget::new(1000, u64::MAX);
     // After A's first message, B takes every other one A has already listed.
-    let got_a = client::fetch_all(&mut a, &out_a, &mut |_| {
+    let got_a = client::fetch_all(&mut a, &out_a, &mut budget(), &mut |_| {
         if took == 0 {
-            took = client::fetch_all(&mut b, &out_b, &mut |_| {}).unwrap();
+            took = client::fetch_all(&mut b, &out_b, &mut budget(), &mut |_| {})
+                .unwrap()
+                .fetched;
         }
     })
-    .unwrap();
+    .unwrap()
+    .fetched;
     assert_eq!((got_a, took), (1, 2));
     assert_eq!(
         saved_archives(&out_a).len() + saved_archives(&out_b).len(),

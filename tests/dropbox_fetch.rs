@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use dropbox_common::*;
-use sxf::dropbox::protocol::{self, Hello, Reply, Request};
+use sxf::dropbox::protocol::{self, Hello, ListEntry, MessageId, Reply, Request};
 use sxf::dropbox::tls;
 
 fn tempdir() -> tempfile::TempDir {
@@ -57,6 +57,19 @@ impl Session {
         let (t, b) = r.encode();
         protocol::write_frame(&mut self.tls, t, &b)?;
         self.tls.flush()
+    }
+
+    fn list(&mut self, entries: Vec<ListEntry>) -> io::Result<()> {
+        self.reply(&Reply::List {
+            entries,
+            more: false,
+        })
+    }
+
+    /// A GET's answer: `len` bytes.
+    fn send_message(&mut self, len: usize) -> io::Result<()> {
+        self.reply(&Reply::Get(len as u64))?;
+        self.reply(&Reply::Data(vec![0x5a; len]))
     }
 }
 
@@ -168,6 +181,33 @@ fn serve(
             Request::Auth(_) => s.reply(&Reply::Ok)?,
             other => answer(&other, &mut s)?,
         }
+    }
+}
+
+fn entry(id: MessageId, len: usize) -> ListEntry {
+    ListEntry {
+        id,
+        len: len as u64,
+        received: 0,
+    }
+}
+
+fn fresh_entries(n: usize, len: usize) -> Vec<ListEntry> {
+    (0..n)
+        .map(|_| entry(MessageId::generate().unwrap(), len))
+        .collect()
+}
+
+/// What LIST shows: some messages once, then nothing.
+struct ListOnce(std::sync::Mutex<Option<Vec<ListEntry>>>);
+
+impl ListOnce {
+    fn new(first: Vec<ListEntry>) -> ListOnce {
+        ListOnce(std::sync::Mutex::new(Some(first)))
+    }
+
+    fn next(&self) -> Vec<ListEntry> {
+        self.0.lock().unwrap().take().unwrap_or_default()
     }
 }
 
@@ -321,4 +361,74 @@ fn watch_renews_its_session_before_its_timeout_with_a_server_that_holds_each_wai
     let said = watch.lines().join("\n");
     assert!(!said.contains("reconnecting"), "{said}");
     assert!(said.contains("waiting for messages"), "{said}");
+}
+
+// ------------------------------------------------- finding 8: the caps
+
+/// A server that lists new messages forever: every LIST shows three more.
+fn endless_server(len: usize) -> Fake {
+    Fake::answering(move |request, s| match request {
+        Request::List => s.reply(&Reply::List {
+            entries: fresh_entries(3, len),
+            more: true,
+        }),
+        Request::Get(_) => s.send_message(len),
+        Request::Delete(_) => s.reply(&Reply::Ok),
+        Request::Wait(_) => s.reply(&Reply::Wait { ready: true }),
+        other => panic!("unexpected {other:?}"),
+    })
+}
+
+/// Finding 8: a server that listed new ids forever kept a fetch downloading
+/// until the disk was full. (The defaults, 1000 messages and 4 GiB, are
+/// checked where the flags are parsed: 1000 messages here would take a
+/// minute of fsyncs.)
+#[test]
+fn fetch_stops_at_its_max_messages_and_at_its_max_total() {
+    let fake = endless_server(1000);
+    let dir = tempdir();
+    let by_count = dir.path().join("count");
+    let o = run_within(
+        fake.fetch(&by_count, &["--max-messages", "5"]),
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("fetch --max-messages 5 still ran after 60 s: {e}"));
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert_eq!(saved_archives(&by_count).len(), 5);
+    assert!(e.contains("stopped after 5 message(s)"), "{e}");
+    assert!(e.contains("--max-messages"), "{e}");
+
+    let by_size = dir.path().join("size");
+    let o = run_within(
+        fake.fetch(&by_size, &["--max-total", "3500"]),
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("fetch --max-total 3500 still ran after 60 s: {e}"));
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert_eq!(saved_archives(&by_size).len(), 3, "1000 bytes each");
+    assert!(e.contains("stopped after 3 message(s)"), "{e}");
+    assert!(e.contains("--max-total"), "{e}");
+}
+
+/// The byte cap counts what LIST announced: a GET that announces more is a
+/// server breaking the protocol, and nothing of it is kept.
+#[test]
+fn a_get_announcing_another_length_than_listed_is_refused() {
+    let id = MessageId::generate().unwrap();
+    let list = ListOnce::new(vec![entry(id, 10)]);
+    let fake = Fake::answering(move |request, s| match request {
+        Request::List => s.list(list.next()),
+        Request::Get(_) => s.send_message(5000),
+        Request::Delete(_) => s.reply(&Reply::Ok),
+        other => panic!("unexpected {other:?}"),
+    });
+    let dir = tempdir();
+    let out = dir.path().join("in");
+    let o = run_within(fake.fetch(&out, &[]), Duration::from_secs(60)).unwrap();
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("listed it as 10 bytes"), "{e}");
+    assert!(saved_archives(&out).is_empty());
 }

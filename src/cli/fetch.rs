@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use sxf::dropbox::client::{self, ClientOptions, Fetched, Unopened};
+use sxf::dropbox::client::{
+    self, Budget, Cap, Client, ClientOptions, Fetched, Stop, Summary, Unopened,
+};
 use sxf::dropbox::protocol::MessageId;
 use sxf::dropbox::{self as dbx};
 use sxf::keys::PrivateKeyInfo;
@@ -60,6 +62,14 @@ pub(crate) struct FetchArgs {
     /// reconnects
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
+    /// The most messages one run takes from the server (with --watch, in its
+    /// whole life); the rest stay there for the next run
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_messages: u64,
+    /// The most bytes one run downloads, all messages together (with --watch,
+    /// in its whole life); the message that would pass it stays on the server
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
+    max_total: u64,
     #[command(flatten)]
     passphrase: PassphraseArgs,
 }
@@ -171,129 +181,184 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
         total_timeout: Some(a.timeout),
         ..client_options(a.server_id)
     };
-    let mut opener = Opener {
-        out_dir: &a.out_dir,
+    let mut run = Run {
+        server: &a.server,
+        options,
         key: &key,
-        mode,
-        first_rejection: None,
+        out_dir: &a.out_dir,
+        opener: Opener {
+            out_dir: &a.out_dir,
+            key: &key,
+            mode,
+            first_rejection: None,
+        },
+        budget: Budget::new(a.max_messages, a.max_total),
     };
     // What an earlier fetch saved here and did not open, once per run, before
     // the server is asked for anything: an archive this run rejects is
     // reported once, not at every reconnection of --watch.
     if let OpenMode::Open(_) = mode {
         for u in client::saved_unopened(&a.out_dir)? {
-            opener.resume(&u);
+            run.opener.resume(&u);
         }
     }
     if a.watch {
-        return watch(&a, &options, &key, &mut opener);
-    }
-    let n = match fetch_once(&a.server, &options, &key, &a.out_dir, &mut opener) {
-        Err(dbx::Error::TimedOut { limit, .. }) => anyhow::bail!(
-            "the fetch did not finish within {} (--timeout); what was saved is kept, and the rest waits on the server",
-            humantime::format_duration(limit)
-        ),
-        n => n.map_err(peer_error)?,
-    };
-    if n == 0 {
-        eprintln!("no messages waiting for {}", key.fingerprint());
+        run.watch()
     } else {
-        eprintln!("fetched {n} message(s) into {}", a.out_dir.display());
-    }
-    match opener.first_rejection {
-        Some(e) => Err(e.context(format!(
-            "a fetched archive could not be opened; it is kept, and each fetch --open into {} tries it again until it opens or is moved away",
-            a.out_dir.display()
-        ))),
-        None => Ok(()),
+        run.fetch_once()
     }
 }
 
-/// A fetch without `--watch`: one connection, everything waiting.
-fn fetch_once(
-    server: &str,
-    options: &ClientOptions,
-    key: &PrivateKeyInfo,
-    out_dir: &Path,
-    opener: &mut Opener<'_>,
-) -> Result<usize, dbx::Error> {
-    let mut c = super::dropbox::connect(server, options)?;
-    c.authenticate(key)?;
-    client::fetch_all(&mut c, out_dir, &mut |f| opener.saved(f))
+/// One run of `sxf fetch`: what each of its connections needs, and what they
+/// share, the caps included.
+struct Run<'a> {
+    server: &'a str,
+    options: ClientOptions,
+    key: &'a PrivateKeyInfo,
+    out_dir: &'a Path,
+    opener: Opener<'a>,
+    budget: Budget,
 }
 
-/// `fetch --watch`: sessions one after another until an error that trying
-/// again cannot mend.
-fn watch(
-    a: &FetchArgs,
-    options: &ClientOptions,
-    key: &PrivateKeyInfo,
-    opener: &mut Opener<'_>,
-) -> Result<()> {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let started = Instant::now();
-        match watch_session(&a.server, options, key, &a.out_dir, opener, &mut backoff) {
-            // Near its --timeout: a new session at once.
-            Ok(()) => {}
-            // The server's per-connection time limit: reconnect at once,
-            // quietly, but only after a session that lasted; a server that
-            // cuts every session short is backed off from like any other.
-            Err(e)
-                if e.code() == Some(dbx::ErrorCode::Deadline)
-                    && started.elapsed() >= MIN_SESSION_FOR_QUICK_RECONNECT => {}
-            Err(e) if e.is_transient() => {
-                // The server's sentence is the server's: escape it like any
-                // other error text before it reaches the terminal.
-                eprintln!(
-                    "sxf: {}; reconnecting in {}",
-                    super::output::describe(&anyhow::Error::new(e)),
-                    humantime::format_duration(backoff)
-                );
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            Err(e) => return Err(peer_error(e)),
-        }
-    }
+/// How a `--watch` session ended, when not by an error.
+enum SessionEnd {
+    /// Too little was left of `--timeout` for another WAIT: reconnect at once.
+    Renew,
+    /// A cap of the run was reached: the watch ends.
+    Cap(Cap),
 }
 
-/// One connection of `fetch --watch`: authenticate, then fetch and long-poll
-/// until the connection ends (an error), or until too little is left of
-/// `--timeout` for another WAIT (`Ok`: reconnect at once). The server holds
-/// each WAIT; nothing here polls.
-fn watch_session(
-    server: &str,
-    options: &ClientOptions,
-    key: &PrivateKeyInfo,
-    out_dir: &Path,
-    opener: &mut Opener<'_>,
-    backoff: &mut Duration,
-) -> Result<(), dbx::Error> {
-    let mut c = super::dropbox::connect(server, options)?;
-    c.authenticate(key)?;
-    *backoff = Duration::from_secs(1);
-    eprintln!(
-        "waiting for messages for {} at {server} (Ctrl-C to stop)",
-        key.fingerprint()
-    );
-    let max_wait = Duration::from_secs(u64::from(c.hello().max_wait_secs.max(1)));
-    // WAIT said ready but LIST found nothing: normal once in a while (another
-    // fetcher took it), a spinning loop if a server keeps saying so.
-    let mut empty_ready_rounds = 0u32;
-    let mut ready = false;
-    loop {
-        let n = client::fetch_all(&mut c, out_dir, &mut |f| opener.saved(f))?;
-        if ready && n == 0 {
-            empty_ready_rounds += 1;
-            thread::sleep(empty_ready_pause(empty_ready_rounds));
-        } else {
-            empty_ready_rounds = 0;
-        }
-        let Some(wait) = next_wait(max_wait, c.time_left(), options.total_timeout) else {
-            return Ok(());
+impl Run<'_> {
+    /// A fetch without `--watch`: one connection, everything waiting, up to
+    /// the caps.
+    fn fetch_once(mut self) -> Result<()> {
+        let summary = match self.connect().and_then(|mut c| self.fetch_all(&mut c)) {
+            Err(dbx::Error::TimedOut { limit, .. }) => anyhow::bail!(
+                "the fetch did not finish within {} (--timeout); what was saved is kept, and the rest waits on the server",
+                humantime::format_duration(limit)
+            ),
+            s => s.map_err(peer_error)?,
         };
-        ready = c.wait(wait)?;
+        self.report(summary);
+        match self.opener.first_rejection {
+            Some(e) => Err(e.context(format!(
+                "a fetched archive could not be opened; it is kept, and each fetch --open into {} tries it again until it opens or is moved away",
+                self.out_dir.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Connects and authenticates.
+    fn connect(&self) -> Result<Client, dbx::Error> {
+        let mut c = super::dropbox::connect(self.server, &self.options)?;
+        c.authenticate(self.key)?;
+        Ok(c)
+    }
+
+    fn fetch_all(&mut self, c: &mut Client) -> Result<Summary, dbx::Error> {
+        let opener = &mut self.opener;
+        client::fetch_all(c, self.out_dir, &mut self.budget, &mut |f| opener.saved(f))
+    }
+
+    /// What a fetch without `--watch` says at its end.
+    fn report(&self, summary: Summary) {
+        match summary.fetched {
+            0 if summary.stop == Stop::Empty => {
+                eprintln!("no messages waiting for {}", self.key.fingerprint());
+            }
+            0 => {}
+            n => eprintln!("fetched {n} message(s) into {}", self.out_dir.display()),
+        }
+        if let Stop::Cap(cap) = summary.stop {
+            eprintln!("{}", self.cap_sentence(cap));
+        }
+    }
+
+    /// Why the run stopped at `cap`, and what is left.
+    fn cap_sentence(&self, cap: Cap) -> String {
+        let n = self.budget.messages();
+        let max = human_bytes(self.budget.max_bytes());
+        match cap {
+            Cap::Messages => format!(
+                "stopped after {n} message(s), the --max-messages cap of one run; more may be waiting on the server: run fetch again"
+            ),
+            Cap::Bytes { next } if next > self.budget.max_bytes() => format!(
+                "stopped after {n} message(s): the next, of {}, is alone over the --max-total cap of {max}; it waits on the server until a fetch with a larger --max-total takes it",
+                human_bytes(next)
+            ),
+            Cap::Bytes { next } => format!(
+                "stopped after {n} message(s), {}: the next, of {}, would take this run past the --max-total cap of {max}; it waits on the server, with any others: run fetch again",
+                human_bytes(self.budget.bytes()),
+                human_bytes(next)
+            ),
+        }
+    }
+
+    /// `fetch --watch`: sessions one after another until a cap, or an error
+    /// that trying again cannot mend.
+    fn watch(mut self) -> Result<()> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = Instant::now();
+            match self.watch_session(&mut backoff) {
+                Ok(SessionEnd::Renew) => {}
+                Ok(SessionEnd::Cap(cap)) => anyhow::bail!("{}", self.cap_sentence(cap)),
+                // The server's per-connection time limit: reconnect at once,
+                // quietly, but only after a session that lasted; a server that
+                // cuts every session short is backed off from like any other.
+                Err(e)
+                    if e.code() == Some(dbx::ErrorCode::Deadline)
+                        && started.elapsed() >= MIN_SESSION_FOR_QUICK_RECONNECT => {}
+                Err(e) if e.is_transient() => {
+                    // The server's sentence is the server's: escape it like any
+                    // other error text before it reaches the terminal.
+                    eprintln!(
+                        "sxf: {}; reconnecting in {}",
+                        super::output::describe(&anyhow::Error::new(e)),
+                        humantime::format_duration(backoff)
+                    );
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(peer_error(e)),
+            }
+        }
+    }
+
+    /// One connection of `fetch --watch`: authenticate, then fetch and
+    /// long-poll until the connection ends (an error), a cap is reached, or
+    /// too little is left of `--timeout` for another WAIT. The server holds
+    /// each WAIT; nothing here polls.
+    fn watch_session(&mut self, backoff: &mut Duration) -> Result<SessionEnd, dbx::Error> {
+        let mut c = self.connect()?;
+        *backoff = Duration::from_secs(1);
+        eprintln!(
+            "waiting for messages for {} at {} (Ctrl-C to stop)",
+            self.key.fingerprint(),
+            self.server
+        );
+        let max_wait = Duration::from_secs(u64::from(c.hello().max_wait_secs.max(1)));
+        // WAIT said ready but LIST found nothing: normal once in a while
+        // (another fetcher took it), a spinning loop if a server keeps saying so.
+        let mut empty_ready_rounds = 0u32;
+        let mut ready = false;
+        loop {
+            let summary = self.fetch_all(&mut c)?;
+            if let Stop::Cap(cap) = summary.stop {
+                return Ok(SessionEnd::Cap(cap));
+            }
+            if ready && summary.fetched == 0 {
+                empty_ready_rounds += 1;
+                thread::sleep(empty_ready_pause(empty_ready_rounds));
+            } else {
+                empty_ready_rounds = 0;
+            }
+            let Some(wait) = next_wait(max_wait, c.time_left(), self.options.total_timeout) else {
+                return Ok(SessionEnd::Renew);
+            };
+            ready = c.wait(wait)?;
+        }
     }
 }
 
@@ -347,6 +412,25 @@ mod tests {
         assert_eq!(empty_ready_pause(4), Duration::from_millis(200));
         assert_eq!(empty_ready_pause(50), Duration::from_secs(10));
         assert_eq!(empty_ready_pause(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn one_run_takes_at_most_1000_messages_and_4_gib_in_10_minute_connections_by_default() {
+        use clap::Parser;
+        let args = [
+            "sxf",
+            "fetch",
+            "--server",
+            "localhost:7878",
+            "--out-dir",
+            "in",
+        ];
+        let crate::cli::Command::Fetch(a) = crate::cli::Cli::parse_from(args).command else {
+            panic!("not a fetch");
+        };
+        assert_eq!(a.max_messages, 1000);
+        assert_eq!(a.max_total, 4 << 30);
+        assert_eq!(a.timeout, Duration::from_secs(600));
     }
 
     #[test]

@@ -316,10 +316,34 @@ impl Client {
     /// Downloads one message into `out`; returns its length.
     pub fn download(&mut self, id: MessageId, out: &mut impl Write) -> Result<u64, Error> {
         self.send(&Request::Get(id))?;
+        let len = self.announced_len(None)?;
+        self.receive(len, out)
+    }
+
+    /// Downloads a message LIST showed, refusing a GET that announces another
+    /// length than the listing did: what a caller counted from the listing
+    /// is what arrives.
+    fn download_listed(&mut self, entry: &ListEntry, out: &mut impl Write) -> Result<u64, Error> {
+        self.send(&Request::Get(entry.id))?;
+        let len = self.announced_len(Some(entry))?;
+        self.receive(len, out)
+    }
+
+    /// The length a GET reply announces, checked against both sides' limits
+    /// and, for a listed message, its listing.
+    fn announced_len(&mut self, listed: Option<&ListEntry>) -> Result<u64, Error> {
         let len = match self.recv()? {
             Reply::Get(n) => n,
             other => return Err(unexpected("GET", &other)),
         };
+        if let Some(entry) = listed
+            && len != entry.len
+        {
+            return Err(Error::Protocol(format!(
+                "the GET of {} announced {len} bytes, but the server listed it as {} bytes",
+                entry.id, entry.len
+            )));
+        }
         if len > self.hello.max_message_size {
             return Err(Error::Protocol(format!(
                 "the server announced a {len}-byte message, over its own limit of {}",
@@ -333,6 +357,11 @@ impl Client {
                 self.max_message_size
             )));
         }
+        Ok(len)
+    }
+
+    /// The `len` bytes of a GET, as DATA frames, into `out`.
+    fn receive(&mut self, len: u64, out: &mut impl Write) -> Result<u64, Error> {
         let mut got = 0u64;
         while got < len {
             match self.recv()? {
@@ -683,65 +712,179 @@ pub fn saved_unopened(out_dir: &Path) -> Result<Vec<Unopened>, Error> {
     Ok(found)
 }
 
+/// The caps on what one fetch run takes from the server, every session of a
+/// `--watch` included, and what the run has used of them: a server that lists
+/// new messages forever cannot fill the disk past them.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    max_messages: u64,
+    max_bytes: u64,
+    messages: u64,
+    bytes: u64,
+}
+
+impl Budget {
+    /// At most `max_messages` messages (each DELETE sent counts one) and
+    /// `max_bytes` bytes downloaded.
+    pub fn new(max_messages: u64, max_bytes: u64) -> Budget {
+        Budget {
+            max_messages,
+            max_bytes,
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Messages taken so far: each DELETE sent.
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// Bytes downloaded so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn max_messages(&self) -> u64 {
+        self.max_messages
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// The cap that taking a message of `len` bytes would pass; `download`
+    /// is false for one already saved, which needs only its DELETE.
+    fn exceeded_by(&self, len: u64, download: bool) -> Option<Cap> {
+        if self.messages >= self.max_messages {
+            return Some(Cap::Messages);
+        }
+        if download && self.bytes.saturating_add(len) > self.max_bytes {
+            return Some(Cap::Bytes { next: len });
+        }
+        None
+    }
+}
+
+/// The cap of a [`Budget`] that stopped a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    /// The run took its most messages.
+    Messages,
+    /// The next message, of `next` bytes, would take the run past its most
+    /// bytes.
+    Bytes { next: u64 },
+}
+
+/// Why [`fetch_all`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// LIST came back empty.
+    Empty,
+    /// A cap of the [`Budget`] was reached; the rest waits on the server.
+    Cap(Cap),
+}
+
+/// What [`fetch_all`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages saved and deleted on the server.
+    pub fetched: usize,
+    pub stop: Stop,
+}
+
 /// Downloads every waiting message into `out_dir` as `<id>.sxf`, each written
-/// atomically and durably, and deletes each on the server only after that.
-/// `each` is called once per message, after its DELETE. Returns how many.
+/// atomically and durably, and deletes each on the server only after that,
+/// until LIST is empty or a cap of `budget` would be passed. `each` is called
+/// once per message, after its DELETE.
 pub fn fetch_all(
     client: &mut Client,
     out_dir: &Path,
+    budget: &mut Budget,
     each: &mut dyn FnMut(&Fetched),
-) -> Result<usize, Error> {
-    let mut count = 0;
+) -> Result<Summary, Error> {
+    let mut fetched = 0;
     loop {
         let (entries, _more) = client.list()?;
         if entries.is_empty() {
-            return Ok(count);
+            return Ok(Summary {
+                fetched,
+                stop: Stop::Empty,
+            });
         }
-        for entry in entries {
-            // Another fetcher of this mailbox took it first: not an error.
-            let Some(fetched) = save_one(client, &entry, out_dir)? else {
-                continue;
+        for entry in &entries {
+            let earlier = saved_earlier(entry, out_dir)?;
+            if let Some(cap) = budget.exceeded_by(entry.len, earlier.is_none()) {
+                return Ok(Summary {
+                    fetched,
+                    stop: Stop::Cap(cap),
+                });
+            }
+            let saved = match earlier {
+                Some(f) => f,
+                None => match download_one(client, entry, out_dir)? {
+                    Some(f) => {
+                        budget.bytes += f.len;
+                        f
+                    }
+                    // Another fetcher of this mailbox took it first.
+                    None => continue,
+                },
             };
+            budget.messages += 1;
             client.delete(entry.id)?;
-            count += 1;
-            each(&fetched);
+            fetched += 1;
+            each(&saved);
         }
     }
 }
 
-/// Saves one listed message; `None` when the server no longer has it (another
-/// fetcher took it between LIST and GET).
-fn save_one(
+/// Where a listed message is saved in `out_dir`, as a [`Fetched`].
+fn saved_as(entry: &ListEntry, out_dir: &Path, already_saved: bool) -> Fetched {
+    Fetched {
+        id: entry.id,
+        path: out_dir.join(format!("{}.sxf", entry.id)),
+        len: entry.len,
+        already_saved,
+    }
+}
+
+/// The listed message as an earlier, interrupted fetch saved it (its DELETE
+/// was missing), made durable now; `None` when it is not saved here. A file of
+/// its name but another length is an error.
+fn saved_earlier(entry: &ListEntry, out_dir: &Path) -> Result<Option<Fetched>, Error> {
+    let saved = saved_as(entry, out_dir, true);
+    let io_err = |e| Error::io(saved.path.display().to_string(), e);
+    match fs::metadata(&saved.path) {
+        Ok(m) if m.len() == entry.len => {
+            // Perhaps not durably: make it so before the DELETE.
+            crate::platform::sync_file(&saved.path).map_err(io_err)?;
+            sync_dir(out_dir)?;
+            Ok(Some(saved))
+        }
+        Ok(_) => Err(io_err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a different file already has this message's name; move it away and fetch again",
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    crate::platform::sync_dir_entries(dir)
+        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}
+
+/// Downloads one listed message into `out_dir`; `None` when the server no
+/// longer has it (another fetcher took it between LIST and GET).
+fn download_one(
     client: &mut Client,
     entry: &ListEntry,
     out_dir: &Path,
 ) -> Result<Option<Fetched>, Error> {
-    let path = out_dir.join(format!("{}.sxf", entry.id));
-    let io_err = |e| Error::io(path.display().to_string(), e);
-    let done = |already_saved| Fetched {
-        id: entry.id,
-        path: path.clone(),
-        len: entry.len,
-        already_saved,
-    };
-    match fs::metadata(&path) {
-        Ok(m) if m.len() == entry.len => {
-            // Saved by an interrupted fetch, perhaps not durably: make it so
-            // before the DELETE.
-            crate::platform::sync_file(&path).map_err(io_err)?;
-            crate::platform::sync_dir_entries(out_dir)
-                .map_err(|e| Error::io(format!("syncing {}", out_dir.display()), e))?;
-            return Ok(Some(done(true)));
-        }
-        Ok(_) => {
-            return Err(io_err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "a different file already has this message's name; move it away and fetch again",
-            )));
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
+    let saved = saved_as(entry, out_dir, false);
+    let io_err = |e| Error::io(saved.path.display().to_string(), e);
     let mut tmp = tempfile::Builder::new()
         .prefix(FETCH_TEMP_PREFIX)
         .suffix(".part")
@@ -754,7 +897,7 @@ fn save_one(
         })?;
     {
         let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
-        match client.download(entry.id, &mut w) {
+        match client.download_listed(entry, &mut w) {
             Ok(_) => {}
             Err(Error::Refused {
                 code: ErrorCode::NotFound,
@@ -765,13 +908,14 @@ fn save_one(
         w.flush().map_err(io_err)?;
     }
     tmp.as_file().sync_all().map_err(io_err)?;
-    match tmp.persist_noclobber(&path) {
+    match tmp.persist_noclobber(&saved.path) {
         Ok(_) => {}
         // Another fetch into the same directory saved it first.
-        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok(Some(done(true))),
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+            return Ok(Some(saved_as(entry, out_dir, true)));
+        }
         Err(e) => return Err(io_err(e.error)),
     }
-    crate::platform::sync_dir_entries(out_dir)
-        .map_err(|e| Error::io(format!("syncing {}", out_dir.display()), e))?;
-    Ok(Some(done(false)))
+    sync_dir(out_dir)?;
+    Ok(Some(saved))
 }
