@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use dropbox_common::*;
-use sxf::dropbox::protocol::{self, Hello, ListEntry, MessageId, Reply, Request};
+use sxf::dropbox::protocol::{self, ErrorCode, Hello, ListEntry, MessageId, Reply, Request};
 use sxf::dropbox::tls;
 
 fn tempdir() -> tempfile::TempDir {
@@ -63,6 +63,13 @@ impl Session {
         self.reply(&Reply::List {
             entries,
             more: false,
+        })
+    }
+
+    fn not_found(&mut self) -> io::Result<()> {
+        self.reply(&Reply::Error {
+            code: ErrorCode::NotFound,
+            message: "no such message".into(),
         })
     }
 
@@ -117,6 +124,10 @@ impl Fake {
 
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
     }
 
     /// `sxf fetch` as bob, pinned to this server, into `out`.
@@ -431,4 +442,79 @@ fn a_get_announcing_another_length_than_listed_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("listed it as 10 bytes"), "{e}");
     assert!(saved_archives(&out).is_empty());
+}
+
+// ------------------------------------------------- finding 8: backoff
+
+/// Finding 8: `fetch` listed until LIST came back empty, so a server that
+/// kept listing messages it then said were gone held it in a loop forever.
+#[test]
+fn fetch_stops_when_every_message_it_was_listed_is_gone_before_it_takes_it() {
+    let fake = Fake::answering(|request, s| match request {
+        Request::List => s.list(fresh_entries(2, 10)),
+        Request::Get(_) => s.not_found(),
+        other => panic!("unexpected {other:?}"),
+    });
+    let dir = tempdir();
+    let out = dir.path().join("in");
+    let o = run_within(fake.fetch(&out, &[]), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("fetch still ran after 60 s: {e}"));
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains("was gone before this fetch could take it"),
+        "{e}"
+    );
+    assert!(saved_archives(&out).is_empty());
+}
+
+/// The requests a `fetch --watch` makes of `fake` in its first 4 s, and the
+/// first lines it printed.
+fn watch_requests_in_4s(fake: &Fake) -> (usize, Vec<String>) {
+    let dir = tempdir();
+    let watch = Watch::start(fake.fetch(&dir.path().join("in"), &["--watch"]));
+    thread::sleep(Duration::from_secs(4));
+    let mut lines = watch.lines();
+    lines.truncate(5);
+    (fake.requests(), lines)
+}
+
+/// Finding 8: a server whose GET always said not-found made `--watch` spin:
+/// listing, asking and listing again without pause.
+#[test]
+fn watch_backs_off_from_a_server_whose_get_always_says_not_found() {
+    let fake = Fake::answering(|request, s| match request {
+        Request::List => s.list(fresh_entries(1, 10)),
+        Request::Get(_) => s.not_found(),
+        Request::Wait(_) => s.reply(&Reply::Wait { ready: true }),
+        other => panic!("unexpected {other:?}"),
+    });
+    let (n, lines) = watch_requests_in_4s(&fake);
+    assert!(n < 100, "{n} requests in 4 s: {lines:?}");
+}
+
+/// A WAIT answered at once with "not ready" is no long-poll: the round that
+/// follows it made no progress and is backed off from like any other.
+#[test]
+fn watch_backs_off_from_a_server_that_answers_wait_at_once_with_nothing() {
+    let fake = Fake::answering(|request, s| match request {
+        Request::List => s.list(Vec::new()),
+        Request::Wait(_) => s.reply(&Reply::Wait { ready: false }),
+        other => panic!("unexpected {other:?}"),
+    });
+    let (n, lines) = watch_requests_in_4s(&fake);
+    assert!(n < 100, "{n} requests in 4 s: {lines:?}");
+}
+
+/// Authenticating is no progress: a server that accepts AUTH and then hangs
+/// up at once is reconnected to with a growing backoff, not every second.
+#[test]
+fn watch_backs_off_from_a_server_that_hangs_up_after_every_authentication() {
+    let fake = Fake::answering(|_, _| Err(io::Error::other("hang up")));
+    let dir = tempdir();
+    let watch = Watch::start(fake.fetch(&dir.path().join("in"), &["--watch"]));
+    thread::sleep(Duration::from_millis(9500));
+    // Backoff 1 s, 2 s, 4 s: connections at about 0, 1, 3 and 7 s.
+    let n = fake.connections();
+    assert!(n <= 5, "{n} connections in 9.5 s: {:?}", watch.lines());
 }

@@ -270,8 +270,12 @@ impl Run<'_> {
             0 => {}
             n => eprintln!("fetched {n} message(s) into {}", self.out_dir.display()),
         }
-        if let Stop::Cap(cap) = summary.stop {
-            eprintln!("{}", self.cap_sentence(cap));
+        match summary.stop {
+            Stop::Empty => {}
+            Stop::NoProgress => eprintln!(
+                "stopped: every message the server listed last was gone before this fetch could take it (taken by another fetcher of the mailbox); run fetch again for any that arrive later"
+            ),
+            Stop::Cap(cap) => eprintln!("{}", self.cap_sentence(cap)),
         }
     }
 
@@ -298,28 +302,35 @@ impl Run<'_> {
     /// `fetch --watch`: sessions one after another until a cap, or an error
     /// that trying again cannot mend.
     fn watch(mut self) -> Result<()> {
-        let mut backoff = Duration::from_secs(1);
+        let mut reconnects = RECONNECT_BACKOFF;
+        let mut idle = IDLE_BACKOFF;
         loop {
             let started = Instant::now();
-            match self.watch_session(&mut backoff) {
-                Ok(SessionEnd::Renew) => {}
+            let end = self.watch_session(&mut idle);
+            // Authenticating is no progress: only a session that lasted.
+            let lasted = started.elapsed() >= MIN_SESSION_FOR_QUICK_RECONNECT;
+            if lasted {
+                reconnects.reset();
+            }
+            match end {
+                Ok(SessionEnd::Renew) if lasted => {}
+                // A --timeout of a few seconds: no faster than the backoff.
+                Ok(SessionEnd::Renew) => thread::sleep(reconnects.next()),
                 Ok(SessionEnd::Cap(cap)) => anyhow::bail!("{}", self.cap_sentence(cap)),
                 // The server's per-connection time limit: reconnect at once,
                 // quietly, but only after a session that lasted; a server that
                 // cuts every session short is backed off from like any other.
-                Err(e)
-                    if e.code() == Some(dbx::ErrorCode::Deadline)
-                        && started.elapsed() >= MIN_SESSION_FOR_QUICK_RECONNECT => {}
+                Err(e) if e.code() == Some(dbx::ErrorCode::Deadline) && lasted => {}
                 Err(e) if e.is_transient() => {
-                    // The server's sentence is the server's: escape it like any
-                    // other error text before it reaches the terminal.
+                    let pause = reconnects.next();
+                    // The server's sentence is the server's: escape it like
+                    // any other error text before it reaches the terminal.
                     eprintln!(
                         "sxf: {}; reconnecting in {}",
                         super::output::describe(&anyhow::Error::new(e)),
-                        humantime::format_duration(backoff)
+                        humantime::format_duration(pause)
                     );
-                    thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    thread::sleep(pause);
                 }
                 Err(e) => return Err(peer_error(e)),
             }
@@ -329,38 +340,90 @@ impl Run<'_> {
     /// One connection of `fetch --watch`: authenticate, then fetch and
     /// long-poll until the connection ends (an error), a cap is reached, or
     /// too little is left of `--timeout` for another WAIT. The server holds
-    /// each WAIT; nothing here polls.
-    fn watch_session(&mut self, backoff: &mut Duration) -> Result<SessionEnd, dbx::Error> {
+    /// each WAIT; nothing here polls, and a round that made no progress is
+    /// followed by the `idle` backoff.
+    fn watch_session(&mut self, idle: &mut Backoff) -> Result<SessionEnd, dbx::Error> {
         let mut c = self.connect()?;
-        *backoff = Duration::from_secs(1);
         eprintln!(
             "waiting for messages for {} at {} (Ctrl-C to stop)",
             self.key.fingerprint(),
             self.server
         );
         let max_wait = Duration::from_secs(u64::from(c.hello().max_wait_secs.max(1)));
-        // WAIT said ready but LIST found nothing: normal once in a while
-        // (another fetcher took it), a spinning loop if a server keeps saying so.
-        let mut empty_ready_rounds = 0u32;
-        let mut ready = false;
+        let mut after_idle_wait = true;
         loop {
             let summary = self.fetch_all(&mut c)?;
             if let Stop::Cap(cap) = summary.stop {
                 return Ok(SessionEnd::Cap(cap));
             }
-            if ready && summary.fetched == 0 {
-                empty_ready_rounds += 1;
-                thread::sleep(empty_ready_pause(empty_ready_rounds));
+            if progressed(&summary, after_idle_wait) {
+                idle.reset();
             } else {
-                empty_ready_rounds = 0;
+                thread::sleep(idle.next());
             }
             let Some(wait) = next_wait(max_wait, c.time_left(), self.options.total_timeout) else {
                 return Ok(SessionEnd::Renew);
             };
-            ready = c.wait(wait)?;
+            let asked = Instant::now();
+            let ready = c.wait(wait)?;
+            after_idle_wait = !ready && asked.elapsed() >= HELD_WAIT;
         }
     }
 }
+
+/// A WAIT the server held at least this long before it answered "not ready"
+/// was a real long-poll of an empty mailbox.
+const HELD_WAIT: Duration = Duration::from_secs(1);
+
+/// Whether a round of `--watch` made progress: it took a message, or it
+/// found the mailbox empty after an idle long-poll (or before any). A WAIT
+/// answered ready, or at once, followed by nothing taken (LIST empty, or each
+/// message gone by its GET or DELETE), is no progress: normal now and then,
+/// a spinning loop if a server keeps answering so.
+fn progressed(summary: &Summary, after_idle_wait: bool) -> bool {
+    summary.fetched > 0 || after_idle_wait && summary.stop == Stop::Empty
+}
+
+/// A pause that grows while attempts make no progress: none for the first
+/// `free` in a row, then `first`, doubling up to `max`.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    free: u32,
+    first: Duration,
+    max: Duration,
+    misses: u32,
+}
+
+impl Backoff {
+    const fn new(free: u32, first: Duration, max: Duration) -> Backoff {
+        Backoff {
+            free,
+            first,
+            max,
+            misses: 0,
+        }
+    }
+
+    /// The pause after one more attempt without progress.
+    fn next(&mut self) -> Duration {
+        self.misses = self.misses.saturating_add(1);
+        match self.misses.checked_sub(self.free + 1) {
+            None => Duration::ZERO,
+            Some(doublings) => (self.first * (1 << doublings.min(16))).min(self.max),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.misses = 0;
+    }
+}
+
+/// Rounds of `--watch` without progress: none for the first two in a row,
+/// then 100 ms doubling up to 10 s.
+const IDLE_BACKOFF: Backoff = Backoff::new(2, Duration::from_millis(100), Duration::from_secs(10));
+
+/// Reconnections of `--watch`: 1 s doubling up to 30 s.
+const RECONNECT_BACKOFF: Backoff = Backoff::new(0, Duration::from_secs(1), Duration::from_secs(30));
 
 /// The most of a `--watch` session's `--timeout` left unused at its end (a
 /// quarter of it when that is less): the session ends by itself this long
@@ -390,28 +453,37 @@ fn next_wait(
 /// server's `deadline`.
 const MIN_SESSION_FOR_QUICK_RECONNECT: Duration = Duration::from_secs(5);
 
-/// The pause after `rounds` WAIT-ready rounds in a row that found nothing: none
-/// for the first two, then 100 ms doubling up to 10 s.
-fn empty_ready_pause(rounds: u32) -> Duration {
-    if rounds <= 2 {
-        return Duration::ZERO;
-    }
-    let exp = (rounds - 3).min(7);
-    (Duration::from_millis(100) * (1 << exp)).min(Duration::from_secs(10))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn watch_backs_off_from_a_server_that_keeps_saying_ready_with_nothing_to_list() {
-        assert_eq!(empty_ready_pause(1), Duration::ZERO);
-        assert_eq!(empty_ready_pause(2), Duration::ZERO);
-        assert_eq!(empty_ready_pause(3), Duration::from_millis(100));
-        assert_eq!(empty_ready_pause(4), Duration::from_millis(200));
-        assert_eq!(empty_ready_pause(50), Duration::from_secs(10));
-        assert_eq!(empty_ready_pause(u32::MAX), Duration::from_secs(10));
+    fn watch_pauses_longer_after_each_round_in_a_row_that_makes_no_progress() {
+        let ms = Duration::from_millis;
+        let mut idle = IDLE_BACKOFF;
+        let pauses: Vec<Duration> = (0..5).map(|_| idle.next()).collect();
+        assert_eq!(pauses, [ms(0), ms(0), ms(100), ms(200), ms(400)]);
+        for _ in 0..100 {
+            idle.next();
+        }
+        assert_eq!(idle.next(), Duration::from_secs(10));
+        idle.reset();
+        assert_eq!(idle.next(), Duration::ZERO);
+        let mut reconnects = RECONNECT_BACKOFF;
+        let pauses: Vec<u64> = (0..7).map(|_| reconnects.next().as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30]);
+    }
+
+    #[test]
+    fn a_round_makes_progress_by_taking_a_message_or_by_an_idle_long_poll() {
+        let summary = |fetched, stop| Summary { fetched, stop };
+        assert!(progressed(&summary(1, Stop::Empty), false));
+        assert!(progressed(&summary(1, Stop::NoProgress), false));
+        assert!(progressed(&summary(0, Stop::Empty), true));
+        // WAIT said ready, or answered at once, and LIST had nothing.
+        assert!(!progressed(&summary(0, Stop::Empty), false));
+        // Everything listed was gone by its GET or DELETE.
+        assert!(!progressed(&summary(0, Stop::NoProgress), true));
     }
 
     #[test]

@@ -781,6 +781,11 @@ pub enum Cap {
 pub enum Stop {
     /// LIST came back empty.
     Empty,
+    /// Nothing the last LIST showed could be taken: each message was gone
+    /// (`not-found`: another fetcher of the mailbox took it) by its GET or its
+    /// DELETE. Asking again at once would most likely make no progress
+    /// either: the caller should pause first, or stop.
+    NoProgress,
     /// A cap of the [`Budget`] was reached; the rest waits on the server.
     Cap(Cap),
 }
@@ -795,8 +800,9 @@ pub struct Summary {
 
 /// Downloads every waiting message into `out_dir` as `<id>.sxf`, each written
 /// atomically and durably, and deletes each on the server only after that,
-/// until LIST is empty or a cap of `budget` would be passed. `each` is called
-/// once per message, after its DELETE.
+/// until LIST is empty, a cap of `budget` would be passed, or nothing a LIST
+/// showed could be taken ([`Stop`]). `each` is called once per message, after
+/// its DELETE.
 pub fn fetch_all(
     client: &mut Client,
     out_dir: &Path,
@@ -812,6 +818,7 @@ pub fn fetch_all(
                 stop: Stop::Empty,
             });
         }
+        let mut progress = false;
         for entry in &entries {
             let earlier = saved_earlier(entry, out_dir)?;
             if let Some(cap) = budget.exceeded_by(entry.len, earlier.is_none()) {
@@ -834,7 +841,14 @@ pub fn fetch_all(
             budget.messages += 1;
             client.delete(entry.id)?;
             fetched += 1;
+            progress = true;
             each(&saved);
+        }
+        if !progress {
+            return Ok(Summary {
+                fetched,
+                stop: Stop::NoProgress,
+            });
         }
     }
 }
