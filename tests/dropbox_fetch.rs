@@ -8,6 +8,7 @@
 
 mod dropbox_common;
 
+use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -479,6 +480,22 @@ fn watch_requests_in_4s(fake: &Fake) -> (usize, Vec<String>) {
     (fake.requests(), lines)
 }
 
+/// Finding 8: a server whose DELETE always said not-found made `--watch` spin
+/// (about 35% of a core): fetching, deleting and listing again without pause.
+#[test]
+fn watch_backs_off_from_a_server_whose_delete_always_says_not_found() {
+    let id = MessageId::generate().unwrap();
+    let fake = Fake::answering(move |request, s| match request {
+        Request::List => s.list(vec![entry(id, 10)]),
+        Request::Get(_) => s.send_message(10),
+        Request::Delete(_) => s.not_found(),
+        Request::Wait(_) => s.reply(&Reply::Wait { ready: true }),
+        other => panic!("unexpected {other:?}"),
+    });
+    let (n, lines) = watch_requests_in_4s(&fake);
+    assert!(n < 100, "{n} requests in 4 s: {lines:?}");
+}
+
 /// Finding 8: a server whose GET always said not-found made `--watch` spin:
 /// listing, asking and listing again without pause.
 #[test]
@@ -517,4 +534,101 @@ fn watch_backs_off_from_a_server_that_hangs_up_after_every_authentication() {
     // Backoff 1 s, 2 s, 4 s: connections at about 0, 1, 3 and 7 s.
     let n = fake.connections();
     assert!(n <= 5, "{n} connections in 9.5 s: {:?}", watch.lines());
+}
+
+// ------------------------------------- finding 9: two fetchers, one mailbox
+
+/// Finding 9: the client ignored a DELETE answered not-found, so a message
+/// two fetchers had both downloaded was kept, and opened, by both.
+#[test]
+fn a_delete_answered_not_found_removes_the_unopened_copy_and_says_so() {
+    let id = MessageId::generate().unwrap();
+    let list = ListOnce::new(vec![entry(id, 10)]);
+    let fake = Fake::answering(move |request, s| match request {
+        Request::List => s.list(list.next()),
+        Request::Get(_) => s.send_message(10),
+        Request::Delete(_) => s.not_found(),
+        other => panic!("unexpected {other:?}"),
+    });
+    let dir = tempdir();
+    let out = dir.path().join("in");
+    let o = run_within(fake.fetch(&out, &[]), Duration::from_secs(60)).unwrap();
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains(&format!(
+            "{id} was taken by another fetcher; removed the local copy"
+        )),
+        "{e}"
+    );
+    assert!(saved_archives(&out).is_empty());
+    assert_eq!(text(&o.stdout), "", "no path is printed for it");
+}
+
+/// A copy that an earlier `fetch --open` already opened is not removed: it
+/// is said to be kept.
+#[test]
+fn a_copy_already_opened_is_kept_and_said_so_when_its_delete_says_not_found() {
+    let id = MessageId::generate().unwrap();
+    let list = ListOnce::new(vec![entry(id, 10)]);
+    let fake = Fake::answering(move |request, s| match request {
+        Request::List => s.list(list.next()),
+        Request::Delete(_) => s.not_found(),
+        other => panic!("unexpected {other:?}"),
+    });
+    let dir = tempdir();
+    let out = dir.path().join("in");
+    std::fs::create_dir_all(out.join(id.to_string())).unwrap();
+    std::fs::write(out.join(format!("{id}.sxf")), [0x5a; 10]).unwrap();
+    let o = run_within(fake.fetch(&out, &[]), Duration::from_secs(60)).unwrap();
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains(&format!("{id} was taken by another fetcher")),
+        "{e}"
+    );
+    assert!(e.contains("already opened"), "{e}");
+    assert!(out.join(format!("{id}.sxf")).is_file());
+    assert!(out.join(id.to_string()).is_dir());
+}
+
+/// Finding 9, end to end: two fetchers of one mailbox into two directories.
+/// Whatever the interleaving, each message ends up in exactly one of them.
+#[test]
+fn two_fetchers_into_two_directories_never_both_keep_a_message() {
+    let dir = tempdir();
+    let server = Server::start(&dir.path().join("store"), &[]);
+    let mut sent = BTreeSet::new();
+    for i in 0..40 {
+        let m = seal(dir.path(), &format!("m{i}.sxf"), &["bob"], "race", 0);
+        sent.insert(server.send_ok(&m));
+    }
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let fetch = |out: &Path| {
+        let mut c = sxf();
+        c.args(["fetch", "--server", &server.addr, "--key"])
+            .arg(key("bob.key"))
+            .arg("--out-dir")
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (fa, fb) = (fetch(&a), fetch(&b));
+    for f in [fa, fb] {
+        let o = f.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let ids = |d: &Path| -> BTreeSet<String> {
+        saved_archives(d)
+            .iter()
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let (in_a, in_b) = (ids(&a), ids(&b));
+    let both: Vec<_> = in_a.intersection(&in_b).collect();
+    assert!(both.is_empty(), "{} kept by both: {both:?}", both.len());
+    let all: BTreeSet<String> = in_a.union(&in_b).cloned().collect();
+    assert_eq!(all, sent);
+    assert!(server.mailbox_files("bob").is_empty());
 }

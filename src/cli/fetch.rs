@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use sxf::dropbox::client::{
-    self, Budget, Cap, Client, ClientOptions, Fetched, Stop, Summary, Unopened,
+    self, Budget, Cap, Client, ClientOptions, Fetched, Outcome, Stop, Summary, Taken, TakenCopy,
+    Unopened,
 };
 use sxf::dropbox::protocol::MessageId;
 use sxf::dropbox::{self as dbx};
@@ -93,6 +94,13 @@ struct Opener<'a> {
 }
 
 impl Opener<'_> {
+    fn outcome(&mut self, o: &Outcome) {
+        match o {
+            Outcome::Fetched(f) => self.saved(f),
+            Outcome::Taken(t) => report_taken(t),
+        }
+    }
+
     fn saved(&mut self, f: &Fetched) {
         if f.already_saved {
             eprintln!(
@@ -139,6 +147,26 @@ impl Opener<'_> {
                 self.first_rejection = Some(e);
             }
         }
+    }
+}
+
+/// Says what became of a message another fetcher of the mailbox took first.
+fn report_taken(t: &Taken) {
+    match &t.copy {
+        TakenCopy::NotSaved => eprintln!(
+            "{} was taken by another fetcher before this one could download it",
+            t.id
+        ),
+        TakenCopy::Removed(_) => eprintln!(
+            "{} was taken by another fetcher; removed the local copy",
+            t.id
+        ),
+        TakenCopy::KeptOpened { archive, opened } => eprintln!(
+            "{} was taken by another fetcher, but it was already opened into {}; kept it and {}",
+            t.id,
+            opened.display(),
+            archive.display()
+        ),
     }
 }
 
@@ -258,7 +286,9 @@ impl Run<'_> {
 
     fn fetch_all(&mut self, c: &mut Client) -> Result<Summary, dbx::Error> {
         let opener = &mut self.opener;
-        client::fetch_all(c, self.out_dir, &mut self.budget, &mut |f| opener.saved(f))
+        client::fetch_all(c, self.out_dir, &mut self.budget, &mut |o| {
+            opener.outcome(o)
+        })
     }
 
     /// What a fetch without `--watch` says at its end.

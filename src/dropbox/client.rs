@@ -600,6 +600,37 @@ pub struct Fetched {
     pub already_saved: bool,
 }
 
+/// What became of one listed message, as [`fetch_all`] reports it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Saved in the output directory and deleted on the server.
+    Fetched(Fetched),
+    /// Another fetcher of the mailbox took it first.
+    Taken(Taken),
+}
+
+/// A message another fetcher of the mailbox took first: the server answered
+/// its GET or its DELETE `not-found`.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub id: MessageId,
+    pub copy: TakenCopy,
+}
+
+/// What became of this fetch's copy of a [`Taken`] message.
+#[derive(Debug, Clone)]
+pub enum TakenCopy {
+    /// Gone by its GET: nothing was saved.
+    NotSaved,
+    /// Gone by its DELETE: the copy saved here, never opened, was removed, so
+    /// that only the fetcher that deleted the message keeps it.
+    Removed(PathBuf),
+    /// Gone by its DELETE, but the copy here had already been opened into
+    /// `opened` (`out_dir/<id>/`, by a `fetch --open` that resumed it): both
+    /// are kept.
+    KeptOpened { archive: PathBuf, opened: PathBuf },
+}
+
 /// Removes temp files that an interrupted fetch left in `out_dir`.
 pub fn sweep_fetch_temps(out_dir: &Path) -> Result<u64, Error> {
     let mut n = 0;
@@ -801,13 +832,13 @@ pub struct Summary {
 /// Downloads every waiting message into `out_dir` as `<id>.sxf`, each written
 /// atomically and durably, and deletes each on the server only after that,
 /// until LIST is empty, a cap of `budget` would be passed, or nothing a LIST
-/// showed could be taken ([`Stop`]). `each` is called once per message, after
-/// its DELETE.
+/// showed could be taken ([`Stop`]). `each` is told what became of each
+/// message taken or found gone, after its DELETE.
 pub fn fetch_all(
     client: &mut Client,
     out_dir: &Path,
     budget: &mut Budget,
-    each: &mut dyn FnMut(&Fetched),
+    each: &mut dyn FnMut(&Outcome),
 ) -> Result<Summary, Error> {
     let mut fetched = 0;
     loop {
@@ -827,22 +858,12 @@ pub fn fetch_all(
                     stop: Stop::Cap(cap),
                 });
             }
-            let saved = match earlier {
-                Some(f) => f,
-                None => match download_one(client, entry, out_dir)? {
-                    Some(f) => {
-                        budget.bytes += f.len;
-                        f
-                    }
-                    // Another fetcher of this mailbox took it first.
-                    None => continue,
-                },
-            };
-            budget.messages += 1;
-            client.delete(entry.id)?;
-            fetched += 1;
-            progress = true;
-            each(&saved);
+            let outcome = take(client, entry, out_dir, earlier, budget)?;
+            if let Outcome::Fetched(_) = outcome {
+                fetched += 1;
+                progress = true;
+            }
+            each(&outcome);
         }
         if !progress {
             return Ok(Summary {
@@ -851,6 +872,62 @@ pub fn fetch_all(
             });
         }
     }
+}
+
+/// Takes one listed message: downloads it into `out_dir` unless `earlier`
+/// holds it, then deletes it on the server.
+fn take(
+    client: &mut Client,
+    entry: &ListEntry,
+    out_dir: &Path,
+    earlier: Option<Fetched>,
+    budget: &mut Budget,
+) -> Result<Outcome, Error> {
+    let saved = match earlier {
+        Some(f) => f,
+        None => match download_one(client, entry, out_dir)? {
+            Some(f) => {
+                budget.bytes += f.len;
+                f
+            }
+            None => {
+                return Ok(Outcome::Taken(Taken {
+                    id: entry.id,
+                    copy: TakenCopy::NotSaved,
+                }));
+            }
+        },
+    };
+    budget.messages += 1;
+    if client.delete(entry.id)? {
+        Ok(Outcome::Fetched(saved))
+    } else {
+        give_up(saved, out_dir).map(Outcome::Taken)
+    }
+}
+
+/// This fetch's copy of a message whose DELETE found it gone: another
+/// fetcher took it and keeps it, so the copy here is removed, unless it was
+/// already opened here.
+fn give_up(saved: Fetched, out_dir: &Path) -> Result<Taken, Error> {
+    let opened = out_dir.join(saved.id.to_string());
+    let copy = match fs::symlink_metadata(&opened) {
+        Ok(_) => TakenCopy::KeptOpened {
+            archive: saved.path,
+            opened,
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match fs::remove_file(&saved.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(saved.path.display().to_string(), e)),
+            }
+            sync_dir(out_dir)?;
+            TakenCopy::Removed(saved.path)
+        }
+        Err(e) => return Err(Error::io(opened.display().to_string(), e)),
+    };
+    Ok(Taken { id: saved.id, copy })
 }
 
 /// Where a listed message is saved in `out_dir`, as a [`Fetched`].
