@@ -632,3 +632,81 @@ fn two_fetchers_into_two_directories_never_both_keep_a_message() {
     assert_eq!(all, sent);
     assert!(server.mailbox_files("bob").is_empty());
 }
+
+/// Finding 9: with one output directory, one fetcher's start-up sweep removed
+/// the other's download in progress.
+#[test]
+fn a_second_fetch_into_a_directory_in_use_is_refused_and_removes_nothing() {
+    let id = MessageId::generate().unwrap();
+    let fake = Fake::answering(move |request, s| match request {
+        Request::List => s.list(vec![entry(id, 100_000)]),
+        // A download that starts and then stalls.
+        Request::Get(_) => {
+            s.reply(&Reply::Get(100_000))?;
+            s.reply(&Reply::Data(vec![0x5a; 10]))?;
+            thread::sleep(Duration::from_secs(120));
+            Ok(())
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    let dir = tempdir();
+    let out = dir.path().join("in");
+    let _first = Kill(
+        fake.fetch(&out, &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let parts = || -> Vec<String> {
+        std::fs::read_dir(&out)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(".sxf-fetch-") && n.ends_with(".part"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || !parts().is_empty()),
+        "the first fetch started no download"
+    );
+    let before = parts();
+    // A server that refuses connections: the second fetch should not get
+    // that far.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut second = sxf();
+    second
+        .args(["fetch", "--server", &closed.to_string(), "--key"])
+        .arg(key("bob.key"))
+        .arg("--out-dir")
+        .arg(&out);
+    let o = run_within(second, Duration::from_secs(60)).unwrap();
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("another fetch is already saving into"), "{e}");
+    assert!(e.contains(&out.display().to_string()), "{e}");
+    assert_eq!(parts(), before, "the first fetch's download is untouched");
+}
+
+/// The lock is the system's, on an open file: a second hold fails while the
+/// first lives, in the same process too, and the directory is free again once
+/// it is dropped.
+#[test]
+fn an_output_directory_is_held_until_its_lock_is_dropped() {
+    use sxf::dropbox::client;
+    let dir = tempdir();
+    let first = client::lock_out_dir(dir.path()).unwrap();
+    match client::lock_out_dir(dir.path()) {
+        Err(sxf::dropbox::Error::OutDirBusy { dir: d }) => {
+            assert_eq!(d, dir.path().display().to_string())
+        }
+        other => panic!("a second hold: {other:?}"),
+    }
+    drop(first);
+    client::lock_out_dir(dir.path()).unwrap();
+    assert!(dir.path().join(client::FETCH_LOCK_NAME).is_file());
+}

@@ -194,6 +194,8 @@ pub(crate) fn run(a: FetchArgs) -> Result<()> {
         _ => OpenMode::Save,
     };
     fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    // Held until the run ends, before the sweeps look at the directory.
+    let _lock = client::lock_out_dir(&a.out_dir)?;
     let swept = client::sweep_fetch_temps(&a.out_dir)?;
     if swept > 0 {
         eprintln!("removed {swept} partial download(s) left by an interrupted fetch");

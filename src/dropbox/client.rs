@@ -631,6 +631,46 @@ pub enum TakenCopy {
     KeptOpened { archive: PathBuf, opened: PathBuf },
 }
 
+/// The file a fetch holds locked in its output directory while it runs
+/// ([`lock_out_dir`]); it is never removed.
+pub const FETCH_LOCK_NAME: &str = ".sxf-fetch.lock";
+
+/// A fetch's hold on its output directory, given up when dropped (or when the
+/// process ends, however it ends).
+#[derive(Debug)]
+pub struct OutDirLock {
+    _file: File,
+}
+
+/// Takes `out_dir` for one fetch, before anything in it is looked at: a
+/// second fetch into the same directory would sweep away this one's downloads
+/// in progress ([`sweep_fetch_temps`]) and race it for the same files. Fails
+/// at once, without waiting, with [`Error::OutDirBusy`] while another fetch,
+/// in this process or any other, holds it. The lock is the system's own on
+/// [`FETCH_LOCK_NAME`] ([`File::try_lock`]), so a fetch that dies leaves
+/// nothing stale behind.
+pub fn lock_out_dir(out_dir: &Path) -> Result<OutDirLock, Error> {
+    let path = out_dir.join(FETCH_LOCK_NAME);
+    let io_err = |e| Error::io(path.display().to_string(), e);
+    let mut options = crate::platform::private_file_options();
+    options.read(true).write(true).create(true).truncate(false);
+    crate::platform::do_not_follow(&mut options);
+    let file = options.open(&path).map_err(io_err)?;
+    if !file.metadata().map_err(io_err)?.is_file() {
+        return Err(io_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(OutDirLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::OutDirBusy {
+            dir: out_dir.display().to_string(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(io_err(e)),
+    }
+}
+
 /// Removes temp files that an interrupted fetch left in `out_dir`.
 pub fn sweep_fetch_temps(out_dir: &Path) -> Result<u64, Error> {
     let mut n = 0;

@@ -106,6 +106,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Another fetch holds the output directory ([`client::lock_out_dir`]).
+    #[error(
+        "another fetch is already saving into {dir}; wait for it to end, or fetch into another \
+         directory"
+    )]
+    OutDirBusy { dir: String },
     /// A local file operation failed.
     #[error("{context}: {source}")]
     Io {
