@@ -7,6 +7,13 @@
 //! therefore loses nothing, and a message already saved under its id is not
 //! saved twice. The client signs only statements it builds itself
 //! ([`Statement`]), from fixed-length fields, under the protocol label.
+//!
+//! A hostile server is kept within bounds the client sets itself: a total time
+//! limit on each connection counted from its TCP connect
+//! ([`ClientOptions::total_timeout`]), the largest message it downloads, and
+//! caps on what one run takes ([`Budget`]). Two fetches cannot share an
+//! output directory ([`lock_out_dir`]), and a message two fetchers both
+//! downloaded is kept by the one whose DELETE succeeded ([`TakenCopy`]).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -112,7 +119,7 @@ impl Client {
     /// error instead, returned as [`Error::Refused`]).
     pub fn connect(addr: &str, options: &ClientOptions) -> Result<Client, Error> {
         let started = Instant::now();
-        let stream = tcp_connect(addr, options)?;
+        let stream = tcp_connect(addr, options, started)?;
         let timer = match options.total_timeout {
             Some(limit) => Some(Timer::start(&stream, started + limit, limit, addr)?),
             None => None,
@@ -476,15 +483,30 @@ fn handshake(
     Ok((TlsIo(rustls::StreamOwned::new(conn, sock)), found))
 }
 
-/// The first reachable address of `addr`, connected.
-fn tcp_connect(addr: &str, options: &ClientOptions) -> Result<TcpStream, Error> {
+/// The first reachable address of `addr`, connected. Each attempt is bounded
+/// by the connect timeout and by what is left of the total one, counted from
+/// `started`, however many addresses the name has. (Resolving the name has
+/// no bound but the system resolver's own.)
+fn tcp_connect(addr: &str, options: &ClientOptions, started: Instant) -> Result<TcpStream, Error> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| Error::conn(format!("resolving {addr}"), e))?
         .collect();
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
     for a in &addrs {
-        match TcpStream::connect_timeout(a, options.connect_timeout) {
+        let attempt = match options.total_timeout {
+            None => options.connect_timeout,
+            Some(limit) => match limit.checked_sub(started.elapsed()) {
+                Some(left) if !left.is_zero() => left.min(options.connect_timeout),
+                _ => {
+                    return Err(Error::TimedOut {
+                        addr: addr.to_owned(),
+                        limit,
+                    });
+                }
+            },
+        };
+        match TcpStream::connect_timeout(a, attempt) {
             Ok(s) => return Ok(s),
             Err(e) => last = e,
         }
