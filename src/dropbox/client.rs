@@ -516,7 +516,10 @@ fn tcp_connect(addr: &str, options: &ClientOptions, started: Instant) -> Result<
 
 /// Shuts a connection's socket down at a fixed instant, from a thread of its
 /// own, unless dropped first: a read or write under way then fails at once,
-/// however the server dribbles.
+/// however the server dribbles. Except on Windows, where a shutdown does not
+/// wake a read already blocked (rust-lang/rust#121594): that one read ends at
+/// its own timeout (`io_timeout`, or a WAIT's length more), or with the next
+/// byte the server sends; every later call fails at once.
 struct Timer {
     at: Instant,
     limit: Duration,
